@@ -1,1 +1,474 @@
+//! `shoal-keyspace`: the storage of one Shoal shard member.
+//!
+//! Sits below the command layer (`shoal-server`'s `exec`), above nothing: no
+//! tokio, no sockets, no protocol. Time is passed in (`now_ms`, unix
+//! milliseconds) so tests can drive a virtual clock.
+//!
+//! ```text
+//!  Keyspace
+//!   ├─ shards: [CachePadded<Mutex<Shard>>; N]   key -> shard by hash bits 32..48
+//!   │     └─ RawTable<Entry>                     one thin allocation per key
+//!   ├─ used: AtomicIsize                         accounted bytes (entries + tables)
+//!   ├─ maxmemory, policy                         eviction runs before writes
+//!   └─ cas: AtomicU64                            memcache CAS ids, one sequence
+//! ```
+//!
+//! Invariants: a key lives in exactly one shard; `used` equals the sum of every
+//! shard's entry allocation costs and table sizes; an expired entry is never
+//! returned by a lookup (it is reclaimed lazily on access and actively by
+//! [`Keyspace::active_expire_cycle`]).
+//!
+//! Locking: one short `parking_lot` mutex per shard, never held across an await
+//! (there are none here). Multi-key operations lock shards in index order via
+//! [`Keyspace::lock_many`], so they cannot deadlock each other.
 
+#![warn(missing_docs)]
+
+mod entry;
+mod policy;
+mod shard;
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crossbeam::utils::CachePadded;
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+pub use entry::{Entry, Kind, Meta};
+pub use policy::{EvictionPolicy, UnknownPolicy, LFU_INIT_VAL};
+pub use shard::{alloc_cost, Removal, Shard, ShardGuard};
+
+/// Default number of shards (locks). Enough that 16 threads rarely meet.
+pub const DEFAULT_SHARDS: usize = 256;
+
+/// Configuration of a [`Keyspace`].
+#[derive(Clone, Debug)]
+pub struct KeyspaceConfig {
+    /// Number of shards; at least 1.
+    pub shards: usize,
+    /// Memory limit in bytes; 0 = unlimited.
+    pub maxmemory: u64,
+    /// What to evict when over `maxmemory`.
+    pub policy: EvictionPolicy,
+    /// Redis `lfu-log-factor`.
+    pub lfu_log_factor: u32,
+    /// Redis `lfu-decay-time`, minutes.
+    pub lfu_decay_time: u32,
+}
+
+impl Default for KeyspaceConfig {
+    fn default() -> Self {
+        KeyspaceConfig {
+            shards: DEFAULT_SHARDS,
+            maxmemory: 0,
+            policy: EvictionPolicy::NoEviction,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+        }
+    }
+}
+
+/// A write was refused because memory is full and nothing may be evicted.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("used memory above maxmemory and nothing can be evicted")]
+pub struct OutOfMemory;
+
+/// Called for every key removed by expiry or eviction (replication turns these into deletes).
+pub type RemovalObserver = Arc<dyn Fn(&[u8], Removal) + Send + Sync>;
+
+/// Totals over all shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyspaceStats {
+    /// Keys, including expired ones not yet reclaimed.
+    pub keys: u64,
+    /// Keys with a TTL.
+    pub volatile: u64,
+    /// Read lookups that found a key.
+    pub hits: u64,
+    /// Read lookups that found nothing.
+    pub misses: u64,
+    /// Keys reclaimed because their TTL passed.
+    pub expired: u64,
+    /// Keys evicted for memory.
+    pub evicted: u64,
+}
+
+/// The sharded keyspace. Share it with `Arc`.
+pub struct Keyspace {
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    hasher: foldhash::fast::FixedState,
+    used: CachePadded<AtomicIsize>,
+    cas: CachePadded<AtomicU64>,
+    maxmemory: AtomicU64,
+    policy: AtomicU8,
+    lfu_log_factor: AtomicU32,
+    lfu_decay_time: AtomicU32,
+    observer: parking_lot::RwLock<Option<RemovalObserver>>,
+    has_observer: std::sync::atomic::AtomicBool,
+}
+
+impl Keyspace {
+    /// Creates an empty keyspace.
+    pub fn new(cfg: KeyspaceConfig) -> Keyspace {
+        let shards = (0..cfg.shards.max(1))
+            .map(|_| CachePadded::new(Mutex::new(Shard::new())))
+            .collect();
+        Keyspace {
+            shards,
+            hasher: foldhash::fast::FixedState::with_seed(rand::thread_rng().gen()),
+            used: CachePadded::new(AtomicIsize::new(0)),
+            cas: CachePadded::new(AtomicU64::new(0)),
+            maxmemory: AtomicU64::new(cfg.maxmemory),
+            policy: AtomicU8::new(cfg.policy as u8),
+            lfu_log_factor: AtomicU32::new(cfg.lfu_log_factor),
+            lfu_decay_time: AtomicU32::new(cfg.lfu_decay_time),
+            observer: parking_lot::RwLock::new(None),
+            has_observer: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Installs the observer of expirations and evictions.
+    pub fn set_removal_observer(&self, observer: Option<RemovalObserver>) {
+        self.has_observer.store(observer.is_some(), Ordering::Release);
+        *self.observer.write() = observer;
+    }
+
+    pub(crate) fn notify_removal(&self, key: &[u8], why: Removal) {
+        if why != Removal::Deleted && self.has_observer.load(Ordering::Acquire) {
+            if let Some(o) = self.observer.read().as_ref() {
+                o(key, why);
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that owns `key`.
+    #[inline]
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        // Bits 32..48: hashbrown uses the low bits for the bucket and the top 7
+        // for its control byte, so shard choice must not reuse either.
+        (((self.hash(key) >> 32) & 0xffff) as usize) % self.shards.len()
+    }
+
+    /// Locks the shard owning `key`.
+    #[inline]
+    pub fn lock(&self, key: &[u8]) -> ShardGuard<'_> {
+        self.lock_shard(self.shard_of(key))
+    }
+
+    /// Locks shard `index`.
+    ///
+    /// # Panics
+    /// If `index >= shard_count()`.
+    pub fn lock_shard(&self, index: usize) -> ShardGuard<'_> {
+        ShardGuard { shard: self.shards[index].lock(), ks: self, index }
+    }
+
+    /// Locks every shard owning one of `keys`, in index order (deadlock-free).
+    pub fn lock_many<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> MultiGuard<'_> {
+        let mut idx: Vec<usize> = keys.into_iter().map(|k| self.shard_of(k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        MultiGuard { guards: idx.into_iter().map(|i| self.lock_shard(i)).collect(), ks: self }
+    }
+
+    pub(crate) fn next_cas(&self) -> u64 {
+        self.cas.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn add_used(&self, delta: isize) {
+        self.used.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Accounted memory in bytes (entries at allocator chunk size plus hash tables).
+    pub fn used_memory(&self) -> u64 {
+        self.used.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// The memory limit (0 = none).
+    pub fn maxmemory(&self) -> u64 {
+        self.maxmemory.load(Ordering::Relaxed)
+    }
+
+    /// Changes the memory limit.
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.maxmemory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The eviction policy.
+    pub fn policy(&self) -> EvictionPolicy {
+        EvictionPolicy::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    /// Changes the eviction policy.
+    pub fn set_policy(&self, p: EvictionPolicy) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// `lfu-log-factor`.
+    pub fn lfu_log_factor(&self) -> u32 {
+        self.lfu_log_factor.load(Ordering::Relaxed)
+    }
+
+    /// `lfu-decay-time` in minutes.
+    pub fn lfu_decay_time(&self) -> u32 {
+        self.lfu_decay_time.load(Ordering::Relaxed)
+    }
+
+    /// Sets the LFU tuning knobs.
+    pub fn set_lfu(&self, log_factor: u32, decay_time: u32) {
+        self.lfu_log_factor.store(log_factor, Ordering::Relaxed);
+        self.lfu_decay_time.store(decay_time, Ordering::Relaxed);
+    }
+
+    pub(crate) fn touched_access(&self, access: u32, now_ms: u64) -> u32 {
+        policy::touch(
+            access,
+            self.policy().is_lfu(),
+            now_ms,
+            self.lfu_log_factor(),
+            self.lfu_decay_time(),
+        )
+    }
+
+    /// LFU counter of an entry (after decay), for `OBJECT FREQ`.
+    pub fn lfu_freq(&self, e: &Entry, now_ms: u64) -> u8 {
+        policy::lfu_decayed(e.access(), now_ms, self.lfu_decay_time())
+    }
+
+    /// Seconds since the entry was last accessed, for `OBJECT IDLETIME`.
+    pub fn idle_seconds(&self, e: &Entry, now_ms: u64) -> u64 {
+        policy::idle_seconds(e.access(), now_ms)
+    }
+
+    /// Whether accounted memory exceeds `maxmemory`.
+    pub fn over_limit(&self) -> bool {
+        let max = self.maxmemory();
+        max != 0 && self.used_memory() > max
+    }
+
+    /// Evicts keys under the current policy until memory is within `maxmemory`.
+    /// Call before a write, without holding a shard lock.
+    ///
+    /// # Errors
+    /// [`OutOfMemory`] when over the limit and the policy forbids eviction or no
+    /// eligible key is left.
+    pub fn make_room(&self, now_ms: u64) -> Result<(), OutOfMemory> {
+        if !self.over_limit() {
+            return Ok(());
+        }
+        let policy = self.policy();
+        if policy == EvictionPolicy::NoEviction {
+            return Err(OutOfMemory);
+        }
+        let mut rng = SmallRng::from_rng(rand::thread_rng()).expect("thread rng");
+        let mut failures = 0;
+        while self.over_limit() {
+            // Approximate like Redis: sample a few keys from a few shards, evict the best.
+            let mut best: Option<(usize, Vec<u8>, u64)> = None;
+            for _ in 0..4 {
+                let s = rng.gen_range(0..self.shards.len());
+                let mut g = self.lock_shard(s);
+                if let Some((key, score)) = g.eviction_candidate(policy, 5, now_ms, &mut rng) {
+                    if best.as_ref().is_none_or(|(_, _, b)| score > *b) {
+                        best = Some((s, key, score));
+                    }
+                }
+            }
+            match best {
+                Some((s, key, _)) => {
+                    self.lock_shard(s).evict(&key);
+                }
+                None => {
+                    failures += 1;
+                    if failures > 16 {
+                        // Sampling found nothing: do an exhaustive pass before giving up.
+                        if !self.evict_any(policy, now_ms) {
+                            return Err(OutOfMemory);
+                        }
+                        failures = 0;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn evict_any(&self, policy: EvictionPolicy, now_ms: u64) -> bool {
+        for s in 0..self.shards.len() {
+            let mut g = self.lock_shard(s);
+            let mut victim = None;
+            g.for_each(now_ms, |e| {
+                if victim.is_none() && (!policy.volatile_only() || e.expire_at().is_some()) {
+                    victim = Some(e.key().to_vec());
+                }
+            });
+            if let Some(k) = victim {
+                g.evict(&k);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// One round of active expiry: sweeps part of every shard that has volatile
+    /// keys, and keeps sweeping a shard while more than a quarter of what it looks
+    /// at has expired (Redis's heuristic). Returns the number of keys reclaimed.
+    pub fn active_expire_cycle(&self, now_ms: u64, buckets_per_shard: usize) -> usize {
+        let mut total = 0;
+        for s in 0..self.shards.len() {
+            let mut rounds = 0;
+            loop {
+                let (looked, expired) = self.lock_shard(s).expire_step(buckets_per_shard, now_ms);
+                total += expired;
+                rounds += 1;
+                if looked == 0 || expired * 4 <= looked || rounds >= 16 {
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    /// Cursor-based iteration (SCAN). The cursor encodes `shard << 40 | bucket`;
+    /// visits about `count` buckets and returns the next cursor (0 when done).
+    /// Keys present for the whole iteration are returned at least once unless a
+    /// shard's table is resized between calls (documented deviation from Redis's
+    /// reverse-binary cursor, which survives resizes).
+    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut f: impl FnMut(&Entry)) -> u64 {
+        let mut shard = (cursor >> 40) as usize;
+        let mut bucket = (cursor & ((1 << 40) - 1)) as usize;
+        let mut budget = count.max(1);
+        while shard < self.shards.len() {
+            let mut g = self.lock_shard(shard);
+            let buckets = g.shard.table.buckets();
+            let step = budget.min(buckets.saturating_sub(bucket)).max(1);
+            let next = g.scan_buckets(bucket, step, now_ms, &mut f);
+            drop(g);
+            budget = budget.saturating_sub(step);
+            if next == 0 {
+                shard += 1;
+                bucket = 0;
+            } else {
+                bucket = next;
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        if shard >= self.shards.len() {
+            0
+        } else {
+            ((shard as u64) << 40) | bucket as u64
+        }
+    }
+
+    /// Calls `f` on every live entry, shard by shard (KEYS, snapshots).
+    pub fn for_each(&self, now_ms: u64, mut f: impl FnMut(&Entry)) {
+        for s in 0..self.shards.len() {
+            self.lock_shard(s).for_each(now_ms, &mut f);
+        }
+    }
+
+    /// A random live key (RANDOMKEY).
+    pub fn random_key(&self, now_ms: u64) -> Option<Vec<u8>> {
+        let mut rng = SmallRng::from_rng(rand::thread_rng()).expect("thread rng");
+        let n = self.shards.len();
+        let start = rng.gen_range(0..n);
+        for i in 0..n {
+            let mut g = self.lock_shard((start + i) % n);
+            if let Some(e) = g.random_entry(now_ms, &mut rng) {
+                return Some(e.key().to_vec());
+            }
+        }
+        None
+    }
+
+    /// Removes every key. With `lazy`, the memory is freed on a background
+    /// thread (FLUSHALL ASYNC) so the caller is not blocked.
+    pub fn flush(&self, lazy: bool) {
+        let mut old = Vec::with_capacity(self.shards.len());
+        for s in 0..self.shards.len() {
+            old.push(self.lock_shard(s).take_all());
+        }
+        if lazy {
+            std::thread::Builder::new()
+                .name("shoal-lazyfree".into())
+                .spawn(move || drop(old))
+                .map(|_| ())
+                .unwrap_or(());
+        }
+    }
+
+    /// Totals over all shards.
+    pub fn stats(&self) -> KeyspaceStats {
+        let mut st = KeyspaceStats::default();
+        for s in self.shards.iter() {
+            let g = s.lock();
+            st.keys += g.table.len() as u64;
+            st.volatile += g.volatile as u64;
+            st.hits += g.hits;
+            st.misses += g.misses;
+            st.expired += g.expired;
+            st.evicted += g.evicted;
+        }
+        st
+    }
+
+    /// Resets hit/miss/expired/evicted counters (CONFIG RESETSTAT).
+    pub fn reset_stats(&self) {
+        for s in self.shards.iter() {
+            let mut g = s.lock();
+            g.hits = 0;
+            g.misses = 0;
+            g.expired = 0;
+            g.evicted = 0;
+        }
+    }
+
+    /// Number of keys (DBSIZE).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().table.len()).sum()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Several shards locked at once, in index order.
+pub struct MultiGuard<'a> {
+    guards: Vec<ShardGuard<'a>>,
+    ks: &'a Keyspace,
+}
+
+impl<'a> MultiGuard<'a> {
+    /// The locked shard owning `key`.
+    ///
+    /// # Panics
+    /// If `key`'s shard was not among the keys passed to [`Keyspace::lock_many`].
+    pub fn shard(&mut self, key: &[u8]) -> &mut ShardGuard<'a> {
+        let idx = self.ks.shard_of(key);
+        let pos = self
+            .guards
+            .binary_search_by_key(&idx, |g| g.index)
+            .expect("key's shard was locked by lock_many");
+        &mut self.guards[pos]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,352 @@
+//! One key and its value in a single thin heap allocation.
+//!
+//! The hash table stores one 8-byte pointer per slot, so per-key overhead is the
+//! table slot (8 B + 1 control byte, at hashbrown's load factor) plus this header.
+//! A fat `Box<[u8]>` would double the slot and a struct with separate key/value
+//! boxes would triple the allocations; both were measured to miss the memory
+//! target (≤ 0.8× redis-server RSS per 14 B key + 32 B value).
+//!
+//! Layout of the allocation (all integers little endian, unaligned):
+//!
+//! ```text
+//! +------+--------+--------+--------+--------+------------+---------+-----+-------+
+//! | tag  | access |  cas   | keylen | vallen | [expire_at]| [flags] | key | value |
+//! | u8   | u32    |  u64   | varint | varint | u64 if bit | u32 ... |     |       |
+//! +------+--------+--------+--------+--------+------------+---------+-----+-------+
+//! tag: bit0 = has expire_at (unix ms), bit1 = has client flags, bits 4..8 = kind
+//! ```
+//!
+//! Invariant: an `Entry` always points at an allocation of exactly
+//! `Layout::from_size_align(total_len, 1)` that it owns, written by [`Entry::new`].
+
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::ptr::NonNull;
+
+const TAG_EXPIRE: u8 = 1;
+const TAG_FLAGS: u8 = 2;
+const FIXED: usize = 1 + 4 + 8;
+
+/// What kind of value an entry holds. Only strings exist today; collections
+/// (issue #3) get their own kinds and keep their payload behind the value bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A byte string (Redis string, memcache item).
+    String,
+}
+
+/// Metadata written with an entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Absolute expiry, unix milliseconds.
+    pub expire_at: Option<u64>,
+    /// memcache client flags (0 for Redis writes).
+    pub flags: u32,
+    /// CAS id.
+    pub cas: u64,
+    /// LRU clock / LFU counter word.
+    pub access: u32,
+}
+
+/// An owned key + value + metadata in one allocation.
+pub struct Entry(NonNull<u8>);
+
+// SAFETY: an Entry exclusively owns its allocation (no aliasing, no interior
+// mutability through shared references), so moving it between threads is sound.
+unsafe impl Send for Entry {}
+// SAFETY: `&Entry` only permits reads of the allocation.
+unsafe impl Sync for Entry {}
+
+fn varint_len(mut n: usize) -> usize {
+    let mut len = 1;
+    while n >= 0x80 {
+        n >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut [u8], mut n: usize) -> usize {
+    let mut i = 0;
+    while n >= 0x80 {
+        out[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    out[i] = n as u8;
+    i + 1
+}
+
+/// Parsed view of the variable part of the header.
+#[derive(Clone, Copy)]
+struct Shape {
+    tag: u8,
+    key_off: usize,
+    key_len: usize,
+    val_len: usize,
+    opt_off: usize,
+}
+
+impl Shape {
+    fn total(&self) -> usize {
+        self.key_off + self.key_len + self.val_len
+    }
+}
+
+impl Entry {
+    /// Number of bytes the allocation for this key/value/meta needs.
+    pub fn size_for(key_len: usize, val_len: usize, meta: &Meta) -> usize {
+        FIXED
+            + varint_len(key_len)
+            + varint_len(val_len)
+            + if meta.expire_at.is_some() { 8 } else { 0 }
+            + if meta.flags != 0 { 4 } else { 0 }
+            + key_len
+            + val_len
+    }
+
+    /// Builds an entry by copying `key` and the concatenation of `value_parts`.
+    pub fn new(key: &[u8], value_parts: &[&[u8]], meta: &Meta) -> Entry {
+        let val_len: usize = value_parts.iter().map(|p| p.len()).sum();
+        let total = Self::size_for(key.len(), val_len, meta);
+        // Align 1: the header is read with unaligned little-endian loads.
+        let layout = Layout::from_size_align(total, 1).expect("entry size overflows isize");
+        // SAFETY: total > 0 (FIXED alone is 13 bytes).
+        let ptr = unsafe { alloc(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            handle_alloc_error(layout)
+        };
+        // SAFETY: `ptr` is a fresh allocation of `total` bytes, we initialise all of it.
+        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), total) };
+        let mut tag = 0u8;
+        if meta.expire_at.is_some() {
+            tag |= TAG_EXPIRE;
+        }
+        if meta.flags != 0 {
+            tag |= TAG_FLAGS;
+        }
+        buf[0] = tag;
+        buf[1..5].copy_from_slice(&meta.access.to_le_bytes());
+        buf[5..13].copy_from_slice(&meta.cas.to_le_bytes());
+        let mut off = FIXED;
+        off += put_varint(&mut buf[off..], key.len());
+        off += put_varint(&mut buf[off..], val_len);
+        if let Some(at) = meta.expire_at {
+            buf[off..off + 8].copy_from_slice(&at.to_le_bytes());
+            off += 8;
+        }
+        if meta.flags != 0 {
+            buf[off..off + 4].copy_from_slice(&meta.flags.to_le_bytes());
+            off += 4;
+        }
+        buf[off..off + key.len()].copy_from_slice(key);
+        off += key.len();
+        for part in value_parts {
+            buf[off..off + part.len()].copy_from_slice(part);
+            off += part.len();
+        }
+        debug_assert_eq!(off, total);
+        Entry(ptr)
+    }
+
+    fn header(&self) -> &[u8] {
+        // SAFETY: every allocation is at least FIXED + 2 bytes long (two varints).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), FIXED + 2) }
+    }
+
+    fn shape(&self) -> Shape {
+        let p = self.0.as_ptr();
+        // SAFETY: reads stay within the header, whose varints were written by `new`;
+        // each varint is at most 10 bytes and terminates (high bit clear).
+        unsafe {
+            let tag = *p;
+            let mut off = FIXED;
+            let mut read = || {
+                let mut n = 0usize;
+                let mut shift = 0;
+                loop {
+                    let b = *p.add(off);
+                    off += 1;
+                    n |= ((b & 0x7f) as usize) << shift;
+                    if b & 0x80 == 0 {
+                        break n;
+                    }
+                    shift += 7;
+                }
+            };
+            let key_len = read();
+            let val_len = read();
+            let opt_off = off;
+            let key_off = off
+                + if tag & TAG_EXPIRE != 0 { 8 } else { 0 }
+                + if tag & TAG_FLAGS != 0 { 4 } else { 0 };
+            Shape { tag, key_off, key_len, val_len, opt_off }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let total = self.shape().total();
+        // SAFETY: the allocation is exactly `total` bytes (invariant of `new`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), total) }
+    }
+
+    /// The key.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        let s = self.shape();
+        // SAFETY: key lies within the allocation (see layout).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off), s.key_len) }
+    }
+
+    /// The value bytes.
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        let s = self.shape();
+        // SAFETY: value lies within the allocation (see layout).
+        unsafe {
+            std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off + s.key_len), s.val_len)
+        }
+    }
+
+    /// Key and value together (one header parse).
+    #[inline]
+    pub fn key_value(&self) -> (&[u8], &[u8]) {
+        let b = self.bytes();
+        let s = self.shape();
+        (&b[s.key_off..s.key_off + s.key_len], &b[s.key_off + s.key_len..])
+    }
+
+    /// The value kind.
+    pub fn kind(&self) -> Kind {
+        Kind::String
+    }
+
+    /// Absolute expiry in unix ms, if any.
+    pub fn expire_at(&self) -> Option<u64> {
+        let s = self.shape();
+        if s.tag & TAG_EXPIRE == 0 {
+            return None;
+        }
+        let b = self.bytes();
+        Some(u64::from_le_bytes(b[s.opt_off..s.opt_off + 8].try_into().expect("8 bytes")))
+    }
+
+    /// memcache client flags.
+    pub fn flags(&self) -> u32 {
+        let s = self.shape();
+        if s.tag & TAG_FLAGS == 0 {
+            return 0;
+        }
+        let off = s.opt_off + if s.tag & TAG_EXPIRE != 0 { 8 } else { 0 };
+        let b = self.bytes();
+        u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+    }
+
+    /// CAS id.
+    pub fn cas(&self) -> u64 {
+        u64::from_le_bytes(self.header()[5..13].try_into().expect("8 bytes"))
+    }
+
+    /// LRU/LFU access word.
+    pub fn access(&self) -> u32 {
+        u32::from_le_bytes(self.header()[1..5].try_into().expect("4 bytes"))
+    }
+
+    /// Updates the access word in place.
+    pub fn set_access(&mut self, access: u32) {
+        // SAFETY: bytes 1..5 are inside the allocation; `&mut self` is exclusive.
+        let hdr = unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr(), FIXED) };
+        hdr[1..5].copy_from_slice(&access.to_le_bytes());
+    }
+
+    /// Updates the CAS id in place.
+    pub fn set_cas(&mut self, cas: u64) {
+        // SAFETY: bytes 5..13 are inside the allocation; `&mut self` is exclusive.
+        let hdr = unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr(), FIXED) };
+        hdr[5..13].copy_from_slice(&cas.to_le_bytes());
+    }
+
+    /// All metadata.
+    pub fn meta(&self) -> Meta {
+        Meta {
+            expire_at: self.expire_at(),
+            flags: self.flags(),
+            cas: self.cas(),
+            access: self.access(),
+        }
+    }
+
+    /// Whether the entry is expired at `now_ms`.
+    #[inline]
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        match self.expire_at() {
+            Some(at) => at <= now_ms,
+            None => false,
+        }
+    }
+
+    /// Size of the allocation in bytes.
+    pub fn alloc_len(&self) -> usize {
+        self.shape().total()
+    }
+
+    /// A copy with different metadata (same key and value).
+    pub fn with_meta(&self, meta: &Meta) -> Entry {
+        let (k, v) = self.key_value();
+        Entry::new(k, &[v], meta)
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let total = self.shape().total();
+        // SAFETY: allocated in `new` with exactly this layout, dropped once.
+        unsafe { dealloc(self.0.as_ptr(), Layout::from_size_align_unchecked(total, 1)) }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &String::from_utf8_lossy(self.key()))
+            .field("value_len", &self.value().len())
+            .field("meta", &self.meta())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_all_shapes() {
+        for key_len in [0usize, 1, 14, 127, 128, 300] {
+            for val_len in [0usize, 1, 32, 127, 128, 20_000] {
+                for expire in [None, Some(1_700_000_000_123u64)] {
+                    for flags in [0u32, 42, u32::MAX] {
+                        let key: Vec<u8> = (0..key_len).map(|i| i as u8).collect();
+                        let val: Vec<u8> = (0..val_len).map(|i| (i * 7) as u8).collect();
+                        let meta = Meta { expire_at: expire, flags, cas: 99, access: 7 };
+                        let (a, b) = val.split_at(val_len / 3);
+                        let mut e = Entry::new(&key, &[a, b], &meta);
+                        assert_eq!(e.key(), &key[..]);
+                        assert_eq!(e.value(), &val[..]);
+                        assert_eq!(e.meta(), meta);
+                        assert_eq!(e.alloc_len(), Entry::size_for(key_len, val_len, &meta));
+                        e.set_access(123);
+                        e.set_cas(456);
+                        assert_eq!((e.access(), e.cas()), (123, 456));
+                        assert_eq!(e.key_value(), (&key[..], &val[..]));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compact_header_for_small_items() {
+        // 14-byte key, 32-byte value, no TTL, no flags: 13 + 2 + 46 bytes.
+        let e = Entry::new(b"key:0000000001", &[&[b'x'; 32]], &Meta::default());
+        assert_eq!(e.alloc_len(), 61);
+    }
+}

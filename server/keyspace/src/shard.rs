@@ -1,0 +1,429 @@
+//! One lock-protected slice of the keyspace and the operations done under its lock.
+//!
+//! A [`ShardGuard`] is what the command layer holds while it reads and writes keys
+//! of one shard: lookups lazily reclaim expired entries, every write goes through
+//! [`ShardGuard::insert`] / [`ShardGuard::remove`] so memory accounting (and, with
+//! replication, the write stream) has exactly one place to hook.
+
+use hashbrown::raw::RawTable;
+use parking_lot::MutexGuard;
+
+use crate::entry::{Entry, Meta};
+use crate::policy::{self, EvictionPolicy};
+use crate::Keyspace;
+
+/// Bytes of memory an entry allocation of `len` bytes costs: the chunk glibc's
+/// malloc hands out (8 bytes of header, 16-byte granularity, 32 bytes minimum).
+pub fn alloc_cost(len: usize) -> usize {
+    ((len + 8 + 15) & !15).max(32)
+}
+
+/// Bytes one table slot costs (pointer + control byte).
+const SLOT_COST: usize = std::mem::size_of::<Entry>() + 1;
+
+/// The data of one shard.
+pub struct Shard {
+    pub(crate) table: RawTable<Entry>,
+    /// Bytes of entries plus table, as accounted in [`Keyspace::used_memory`].
+    pub(crate) used: usize,
+    /// Entries with an expiry.
+    pub(crate) volatile: usize,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) expired: u64,
+    pub(crate) evicted: u64,
+    /// Next bucket the active-expiry sweep looks at.
+    pub(crate) expire_cursor: usize,
+}
+
+impl Shard {
+    pub(crate) fn new() -> Shard {
+        Shard {
+            table: RawTable::new(),
+            used: 0,
+            volatile: 0,
+            hits: 0,
+            misses: 0,
+            expired: 0,
+            evicted: 0,
+            expire_cursor: 0,
+        }
+    }
+
+    pub(crate) fn table_cost(&self) -> usize {
+        if self.table.buckets() <= 1 && self.table.is_empty() {
+            0
+        } else {
+            self.table.buckets() * SLOT_COST
+        }
+    }
+}
+
+/// Exclusive access to one shard.
+pub struct ShardGuard<'a> {
+    pub(crate) shard: MutexGuard<'a, Shard>,
+    pub(crate) ks: &'a Keyspace,
+    pub(crate) index: usize,
+}
+
+/// Why a key left the keyspace (other than an explicit delete).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted by a command.
+    Deleted,
+    /// Reclaimed because its TTL passed.
+    Expired,
+    /// Evicted under memory pressure.
+    Evicted,
+}
+
+impl<'a> ShardGuard<'a> {
+    /// Index of this shard.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Number of keys (including expired ones not yet reclaimed).
+    pub fn len(&self) -> usize {
+        self.shard.table.len()
+    }
+
+    /// Whether the shard holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.shard.table.is_empty()
+    }
+
+    fn find_index(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let b = self.shard.table.find(hash, |e| e.key() == key)?;
+        // SAFETY: the bucket was just returned by this table and the table is unchanged.
+        Some(unsafe { self.shard.table.bucket_index(&b) })
+    }
+
+    fn entry_at(&self, idx: usize) -> &Entry {
+        // SAFETY: `idx` is a full bucket of this table (from `find_index`) and the
+        // table has not been mutated since.
+        unsafe { self.shard.table.bucket(idx).as_ref() }
+    }
+
+    fn entry_at_mut(&mut self, idx: usize) -> &mut Entry {
+        // SAFETY: as in `entry_at`, with exclusive access through `&mut self`.
+        unsafe { self.shard.table.bucket(idx).as_mut() }
+    }
+
+    /// Finds `key`, reclaiming it first if it has expired. No stats, no touch:
+    /// for write paths and internal reads.
+    pub fn lookup(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        let hash = self.ks.hash(key);
+        let idx = self.find_index(hash, key)?;
+        if self.entry_at(idx).is_expired(now_ms) {
+            self.remove_at(idx, Removal::Expired);
+            return None;
+        }
+        Some(self.entry_at(idx))
+    }
+
+    /// Like [`lookup`](Self::lookup) for read commands: counts a keyspace hit or
+    /// miss and updates the LRU/LFU access word unless `no_touch`.
+    pub fn lookup_read(&mut self, key: &[u8], now_ms: u64, no_touch: bool) -> Option<&Entry> {
+        let hash = self.ks.hash(key);
+        let Some(idx) = self.find_index(hash, key) else {
+            self.shard.misses += 1;
+            return None;
+        };
+        if self.entry_at(idx).is_expired(now_ms) {
+            self.remove_at(idx, Removal::Expired);
+            self.shard.misses += 1;
+            return None;
+        }
+        self.shard.hits += 1;
+        if !no_touch {
+            let ks = self.ks;
+            let e = self.entry_at_mut(idx);
+            let a = ks.touched_access(e.access(), now_ms);
+            e.set_access(a);
+        }
+        Some(self.entry_at(idx))
+    }
+
+    /// Counts a keyspace miss without a lookup (e.g. a read of a key of the wrong kind).
+    pub fn count_miss(&mut self) {
+        self.shard.misses += 1;
+    }
+
+    /// Inserts or replaces `key` with the concatenation of `value_parts`, a fresh
+    /// CAS id and the given expiry and client flags. Returns the CAS id.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        value_parts: &[&[u8]],
+        expire_at: Option<u64>,
+        flags: u32,
+        now_ms: u64,
+    ) -> u64 {
+        let cas = self.ks.next_cas();
+        let meta = Meta {
+            expire_at,
+            flags,
+            cas,
+            access: policy::initial_access(self.ks.policy().is_lfu(), now_ms),
+        };
+        self.put(key, Entry::new(key, value_parts, &meta));
+        cas
+    }
+
+    /// Rewrites the metadata of an existing key (expiry, flags) keeping its value.
+    /// A new CAS id is assigned when `new_cas`. Returns false if the key is absent.
+    pub fn update_meta(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        new_cas: bool,
+        f: impl FnOnce(&mut Meta),
+    ) -> bool {
+        let Some(e) = self.lookup(key, now_ms) else {
+            return false;
+        };
+        let mut meta = e.meta();
+        f(&mut meta);
+        if new_cas {
+            meta.cas = self.ks.next_cas();
+        }
+        let entry = self.lookup(key, now_ms).expect("present").with_meta(&meta);
+        self.put(key, entry);
+        true
+    }
+
+    fn put(&mut self, key: &[u8], entry: Entry) {
+        let hash = self.ks.hash(key);
+        let ks = self.ks;
+        let new_cost = alloc_cost(entry.alloc_len());
+        let new_volatile = entry.expire_at().is_some();
+        let shard = &mut *self.shard;
+        let before_table = shard.table_cost();
+        let mut delta = new_cost as isize;
+        match shard
+            .table
+            .find_or_find_insert_slot(hash, |e| e.key() == key, |e| ks.hash(e.key()))
+        {
+            Ok(bucket) => {
+                // SAFETY: bucket is a full bucket of this table.
+                let slot = unsafe { bucket.as_mut() };
+                delta -= alloc_cost(slot.alloc_len()) as isize;
+                if slot.expire_at().is_some() {
+                    shard.volatile -= 1;
+                }
+                *slot = entry;
+            }
+            Err(slot) => {
+                // SAFETY: slot came from find_or_find_insert_slot on this table with
+                // no mutation in between.
+                unsafe { shard.table.insert_in_slot(hash, slot, entry) };
+            }
+        }
+        if new_volatile {
+            shard.volatile += 1;
+        }
+        delta += shard.table_cost() as isize - before_table as isize;
+        shard.used = (shard.used as isize + delta) as usize;
+        ks.add_used(delta);
+    }
+
+    fn remove_at(&mut self, idx: usize, why: Removal) -> Entry {
+        let shard = &mut *self.shard;
+        // SAFETY: idx is a full bucket of this table (caller found it just before).
+        let (entry, _) = unsafe { shard.table.remove(shard.table.bucket(idx)) };
+        let cost = alloc_cost(entry.alloc_len());
+        if entry.expire_at().is_some() {
+            shard.volatile -= 1;
+        }
+        match why {
+            Removal::Expired => shard.expired += 1,
+            Removal::Evicted => shard.evicted += 1,
+            Removal::Deleted => {}
+        }
+        shard.used -= cost;
+        self.ks.add_used(-(cost as isize));
+        self.ks.notify_removal(entry.key(), why);
+        entry
+    }
+
+    /// Deletes `key`; returns the removed entry if it existed (and was not expired).
+    pub fn remove(&mut self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        let hash = self.ks.hash(key);
+        let idx = self.find_index(hash, key)?;
+        if self.entry_at(idx).is_expired(now_ms) {
+            self.remove_at(idx, Removal::Expired);
+            return None;
+        }
+        Some(self.remove_at(idx, Removal::Deleted))
+    }
+
+    /// Removes `key` because the eviction policy chose it.
+    pub(crate) fn evict(&mut self, key: &[u8]) -> bool {
+        let hash = self.ks.hash(key);
+        match self.find_index(hash, key) {
+            Some(idx) => {
+                self.remove_at(idx, Removal::Evicted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Visits up to `max_buckets` buckets from `cursor` (a bucket index), calling
+    /// `f` for each live entry; returns the next bucket index, 0 when done.
+    pub fn scan_buckets(
+        &mut self,
+        cursor: usize,
+        max_buckets: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&Entry),
+    ) -> usize {
+        let buckets = self.shard.table.buckets();
+        if self.shard.table.is_empty() || cursor >= buckets {
+            return 0;
+        }
+        let end = (cursor + max_buckets.max(1)).min(buckets);
+        for i in cursor..end {
+            // SAFETY: i < buckets().
+            if unsafe { self.shard.table.is_bucket_full(i) } {
+                let e = self.entry_at(i);
+                if !e.is_expired(now_ms) {
+                    f(e);
+                }
+            }
+        }
+        if end >= buckets {
+            0
+        } else {
+            end
+        }
+    }
+
+    /// Calls `f` for every live entry.
+    pub fn for_each(&self, now_ms: u64, mut f: impl FnMut(&Entry)) {
+        // SAFETY: the iterator does not outlive `&self`, and the table is not
+        // mutated while it runs.
+        for b in unsafe { self.shard.table.iter() } {
+            // SAFETY: buckets yielded by iter() are full.
+            let e = unsafe { b.as_ref() };
+            if !e.is_expired(now_ms) {
+                f(e);
+            }
+        }
+    }
+
+    /// A random live entry, if the shard has any (bounded number of probes).
+    pub fn random_entry(&mut self, now_ms: u64, rng: &mut impl rand::Rng) -> Option<&Entry> {
+        let buckets = self.shard.table.buckets();
+        if self.shard.table.is_empty() {
+            return None;
+        }
+        for _ in 0..(buckets * 2).min(4096) {
+            let i = rng.gen_range(0..buckets);
+            // SAFETY: i < buckets().
+            if unsafe { self.shard.table.is_bucket_full(i) } {
+                if self.entry_at(i).is_expired(now_ms) {
+                    self.remove_at(i, Removal::Expired);
+                    continue;
+                }
+                return Some(self.entry_at(i));
+            }
+        }
+        // Sparse table: fall back to the first live entry in bucket order.
+        let mut found = None;
+        for i in 0..buckets {
+            // SAFETY: i < buckets().
+            if unsafe { self.shard.table.is_bucket_full(i) } && !self.entry_at(i).is_expired(now_ms)
+            {
+                found = Some(i);
+                break;
+            }
+        }
+        found.map(|i| self.entry_at(i))
+    }
+
+    /// Samples up to `n` entries eligible under `policy` and returns the key and
+    /// score (higher = better eviction candidate) of the best one.
+    pub(crate) fn eviction_candidate(
+        &mut self,
+        policy: EvictionPolicy,
+        n: usize,
+        now_ms: u64,
+        rng: &mut impl rand::Rng,
+    ) -> Option<(Vec<u8>, u64)> {
+        let buckets = self.shard.table.buckets();
+        if self.shard.table.is_empty() || (policy.volatile_only() && self.shard.volatile == 0) {
+            return None;
+        }
+        let mut best: Option<(usize, u64)> = None;
+        let mut seen = 0;
+        for _ in 0..n * 8 {
+            if seen >= n {
+                break;
+            }
+            let i = rng.gen_range(0..buckets);
+            // SAFETY: i < buckets().
+            if !unsafe { self.shard.table.is_bucket_full(i) } {
+                continue;
+            }
+            let e = self.entry_at(i);
+            if policy.volatile_only() && e.expire_at().is_none() {
+                continue;
+            }
+            seen += 1;
+            let score = match policy {
+                EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => {
+                    policy::idle_seconds(e.access(), now_ms)
+                }
+                EvictionPolicy::AllKeysLfu | EvictionPolicy::VolatileLfu => {
+                    255 - policy::lfu_decayed(e.access(), now_ms, self.ks.lfu_decay_time()) as u64
+                }
+                EvictionPolicy::VolatileTtl => u64::MAX - e.expire_at().unwrap_or(u64::MAX),
+                _ => rng.gen(),
+            };
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((i, score));
+            }
+        }
+        best.map(|(i, s)| (self.entry_at(i).key().to_vec(), s))
+    }
+
+    /// Reclaims expired entries among the next `max_buckets` buckets of the sweep.
+    /// Returns (entries looked at, entries expired).
+    pub(crate) fn expire_step(&mut self, max_buckets: usize, now_ms: u64) -> (usize, usize) {
+        let buckets = self.shard.table.buckets();
+        if self.shard.volatile == 0 || self.shard.table.is_empty() {
+            return (0, 0);
+        }
+        let mut cursor = self.shard.expire_cursor % buckets;
+        let (mut looked, mut expired) = (0, 0);
+        for _ in 0..max_buckets.min(buckets) {
+            // SAFETY: cursor < buckets().
+            if unsafe { self.shard.table.is_bucket_full(cursor) } {
+                let e = self.entry_at(cursor);
+                if e.expire_at().is_some() {
+                    looked += 1;
+                    if e.is_expired(now_ms) {
+                        self.remove_at(cursor, Removal::Expired);
+                        expired += 1;
+                    }
+                }
+            }
+            cursor = (cursor + 1) % buckets;
+        }
+        self.shard.expire_cursor = cursor;
+        (looked, expired)
+    }
+
+    /// Removes every key; returns the old table so the caller can free it where it likes.
+    pub(crate) fn take_all(&mut self) -> RawTable<Entry> {
+        let shard = &mut *self.shard;
+        let old = std::mem::replace(&mut shard.table, RawTable::new());
+        self.ks.add_used(-(shard.used as isize));
+        shard.used = 0;
+        shard.volatile = 0;
+        shard.expire_cursor = 0;
+        old
+    }
+}

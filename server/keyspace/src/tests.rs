@@ -1,0 +1,183 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn ks(shards: usize) -> Keyspace {
+    Keyspace::new(KeyspaceConfig { shards, ..Default::default() })
+}
+
+#[test]
+fn insert_lookup_remove_and_accounting() {
+    let k = ks(4);
+    assert_eq!(k.used_memory(), 0);
+    let cas = k.lock(b"a").insert(b"a", &[b"hello"], None, 7, T0);
+    let e_cost;
+    {
+        let mut g = k.lock(b"a");
+        let e = g.lookup_read(b"a", T0, false).unwrap();
+        assert_eq!((e.value(), e.flags(), e.cas()), (&b"hello"[..], 7, cas));
+        e_cost = alloc_cost(e.alloc_len());
+    }
+    assert!(k.used_memory() as usize > e_cost);
+    assert!(k.lock(b"a").remove(b"a", T0).is_some());
+    // Only the (now empty) table remains accounted.
+    let table_only = k.used_memory();
+    k.flush(false);
+    assert_eq!(k.used_memory(), 0);
+    assert!(table_only < 1024);
+    let st = k.stats();
+    assert_eq!((st.hits, st.keys), (1, 0));
+}
+
+#[test]
+fn lazy_and_active_expiry() {
+    let k = ks(2);
+    for i in 0..1000u32 {
+        let key = format!("k{i}");
+        let exp = if i % 2 == 0 { Some(T0 + 10) } else { None };
+        k.lock(key.as_bytes()).insert(key.as_bytes(), &[b"v"], exp, 0, T0);
+    }
+    assert!(k.lock(b"k0").lookup(b"k0", T0 + 9).is_some());
+    assert!(k.lock(b"k0").lookup(b"k0", T0 + 10).is_none());
+    // Never-read keys are reclaimed by the active cycle.
+    let mut reclaimed = 1;
+    for _ in 0..100 {
+        reclaimed += k.active_expire_cycle(T0 + 10, 64);
+        if k.len() == 500 {
+            break;
+        }
+    }
+    assert_eq!(k.len(), 500);
+    assert_eq!(reclaimed, 500);
+    assert_eq!(k.stats().expired, 500);
+    assert_eq!(k.stats().volatile, 0);
+}
+
+#[test]
+fn eviction_keeps_memory_under_limit_and_respects_volatile() {
+    let k = ks(8);
+    k.set_maxmemory(200_000);
+    k.set_policy(EvictionPolicy::AllKeysLru);
+    for i in 0..10_000u32 {
+        k.make_room(T0).unwrap();
+        let key = format!("key:{i:010}");
+        k.lock(key.as_bytes()).insert(key.as_bytes(), &[&[b'x'; 32]], None, 0, T0);
+    }
+    assert!(k.used_memory() <= 200_000 + 200, "used {}", k.used_memory());
+    assert!(k.stats().evicted > 5000);
+    // volatile-* with no volatile keys: OOM, nothing evicted.
+    k.set_policy(EvictionPolicy::VolatileTtl);
+    k.set_maxmemory(1000);
+    let before = k.len();
+    assert_eq!(k.make_room(T0), Err(OutOfMemory));
+    assert_eq!(k.len(), before);
+    k.set_policy(EvictionPolicy::NoEviction);
+    assert_eq!(k.make_room(T0), Err(OutOfMemory));
+}
+
+#[test]
+fn scan_visits_every_key_once_without_resize() {
+    let k = ks(16);
+    for i in 0..5000u32 {
+        let key = format!("s{i}");
+        k.lock(key.as_bytes()).insert(key.as_bytes(), &[b"v"], None, 0, T0);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut calls = 0;
+    loop {
+        cursor = k.scan(cursor, 10, T0, |e| assert!(seen.insert(e.key().to_vec())));
+        calls += 1;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5000);
+    assert!(calls > 100);
+}
+
+#[test]
+fn lock_many_orders_shards() {
+    let k = ks(8);
+    let keys: Vec<Vec<u8>> = (0..50).map(|i| format!("m{i}").into_bytes()).collect();
+    let mut g = k.lock_many(keys.iter().map(|k| k.as_slice()));
+    for key in &keys {
+        g.shard(key).insert(key, &[b"1"], None, 0, T0);
+    }
+    drop(g);
+    assert_eq!(k.len(), 50);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u8, u8, Option<u64>),
+    Get(u8),
+    Del(u8),
+    Persist(u8),
+    Advance(u64),
+    Expire,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..20, any::<u8>(), proptest::option::of(1u64..50)).prop_map(|(k, v, t)| Op::Set(k, v, t)),
+        (0u8..20).prop_map(Op::Get),
+        (0u8..20).prop_map(Op::Del),
+        (0u8..20).prop_map(Op::Persist),
+        (1u64..30).prop_map(Op::Advance),
+        Just(Op::Expire),
+    ]
+}
+
+proptest! {
+    /// The keyspace behaves like a HashMap with expiry times under a virtual clock,
+    /// and its memory accounting returns to the table-only cost when emptied.
+    #[test]
+    fn matches_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let k = ks(4);
+        let mut model: HashMap<Vec<u8>, (Vec<u8>, Option<u64>)> = HashMap::new();
+        let mut now = T0;
+        for op in ops {
+            match op {
+                Op::Set(key, v, ttl) => {
+                    let key = vec![b'k', key];
+                    let val = vec![v; (v % 40) as usize];
+                    let exp = ttl.map(|t| now + t);
+                    k.lock(&key).insert(&key, &[&val], exp, 0, now);
+                    model.insert(key, (val, exp));
+                }
+                Op::Get(key) => {
+                    let key = vec![b'k', key];
+                    let want = model.get(&key).filter(|(_, e)| e.is_none_or(|e| e > now)).map(|(v, _)| v.clone());
+                    let mut g = k.lock(&key);
+                    let got = g.lookup_read(&key, now, false).map(|e| e.value().to_vec());
+                    prop_assert_eq!(got, want);
+                }
+                Op::Del(key) => {
+                    let key = vec![b'k', key];
+                    let want = model.remove(&key).filter(|(_, e)| e.is_none_or(|e| e > now)).is_some();
+                    prop_assert_eq!(k.lock(&key).remove(&key, now).is_some(), want);
+                }
+                Op::Persist(key) => {
+                    let key = vec![b'k', key];
+                    let live = model.get(&key).filter(|(_, e)| e.is_none_or(|e| e > now)).is_some();
+                    let done = k.lock(&key).update_meta(&key, now, false, |m| m.expire_at = None);
+                    prop_assert_eq!(done, live);
+                    if live { model.get_mut(&key).unwrap().1 = None; } else { model.remove(&key); }
+                }
+                Op::Advance(ms) => now += ms,
+                Op::Expire => { k.active_expire_cycle(now, 1024); }
+            }
+        }
+        let live = model.values().filter(|(_, e)| e.is_none_or(|e| e > now)).count();
+        let mut counted = 0;
+        k.for_each(now, |_| counted += 1);
+        prop_assert_eq!(counted, live);
+        k.flush(false);
+        prop_assert_eq!(k.used_memory(), 0);
+    }
+}
