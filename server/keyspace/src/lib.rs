@@ -353,6 +353,13 @@ impl Keyspace {
         let mut budget = count.max(1);
         while shard < self.shards.len() {
             let mut g = self.lock_shard(shard);
+            if g.is_empty() {
+                // Empty shards cost no budget, so small keyspaces scan in one call.
+                drop(g);
+                shard += 1;
+                bucket = 0;
+                continue;
+            }
             let buckets = g.shard.table.buckets();
             let step = budget.min(buckets.saturating_sub(bucket)).max(1);
             let next = g.scan_buckets(bucket, step, now_ms, &mut f);

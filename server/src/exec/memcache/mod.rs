@@ -1,0 +1,1 @@
+//! memcache command execution (placeholder until the memcache helper lands its files).

@@ -1,0 +1,406 @@
+//! RESP command execution: the command table, argument checks, dispatch.
+//!
+//! Request path: `net::resp_conn` decodes a frame into [`Req`] (argument offsets
+//! into the read buffer, nothing copied) → [`dispatch`] looks the name up,
+//! checks arity and auth → the handler runs against the keyspace and writes its
+//! reply into the connection's output buffer. Handlers never see sockets.
+
+mod admin;
+mod conn;
+mod keys;
+mod strings;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+
+use bytes::BytesMut;
+use shoal_client::resp::{Args, Proto, ReplyWriter};
+use shoal_keyspace::{Entry, Keyspace};
+
+use crate::shared::{ClientHandle, Shared};
+use crate::stats;
+
+/// One decoded request: arguments are slices of the connection's read buffer.
+pub struct Req<'a> {
+    buf: &'a [u8],
+    args: &'a Args,
+}
+
+impl<'a> Req<'a> {
+    /// Wraps decoded arguments.
+    pub fn new(buf: &'a [u8], args: &'a Args) -> Self {
+        Req { buf, args }
+    }
+
+    /// Argument `i` (0 is the command name).
+    #[inline]
+    pub fn arg(&self, i: usize) -> &'a [u8] {
+        self.args.get(self.buf, i)
+    }
+
+    /// Number of arguments including the name.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Always false for a dispatched request (it has a name).
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// Arguments `from..`.
+    pub fn rest(&self, from: usize) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (from..self.len()).map(move |i| self.arg(i))
+    }
+}
+
+/// CLIENT REPLY mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReplyMode {
+    /// Normal.
+    On,
+    /// Replies suppressed.
+    Off,
+    /// Suppress the next command's reply only.
+    Skip,
+}
+
+/// Per-connection RESP state.
+pub struct Conn {
+    /// Client id.
+    pub id: u64,
+    /// Protocol version.
+    pub proto: Proto,
+    /// Authenticated (or no password required).
+    pub authed: bool,
+    /// Registry entry.
+    pub handle: Arc<ClientHandle>,
+    /// CLIENT REPLY.
+    pub reply_mode: ReplyMode,
+    /// CLIENT NO-EVICT.
+    pub no_evict: bool,
+    /// CLIENT NO-TOUCH.
+    pub no_touch: bool,
+    /// Close after flushing (QUIT, CLIENT KILL of self).
+    pub close: bool,
+}
+
+/// Everything a handler may touch.
+pub struct Ctx<'a> {
+    /// Shared server state.
+    pub shared: &'a Shared,
+    /// The keyspace.
+    pub ks: &'a Keyspace,
+    /// This connection.
+    pub conn: &'a mut Conn,
+    /// Output buffer.
+    pub out: &'a mut BytesMut,
+    /// Unix ms, sampled once per read batch.
+    pub now: u64,
+}
+
+impl Ctx<'_> {
+    /// A reply writer in this connection's protocol.
+    #[inline]
+    pub fn w(&mut self) -> ReplyWriter<'_> {
+        ReplyWriter::new(self.out, self.conn.proto)
+    }
+
+    /// `-msg` and count it.
+    pub fn err(&mut self, msg: &str) {
+        self.shared.counters.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        stats::count_error();
+        self.w().error(msg.as_bytes());
+    }
+
+    /// `ERR syntax error`.
+    pub fn syntax(&mut self) {
+        self.err("ERR syntax error");
+    }
+
+    /// `ERR value is not an integer or out of range`.
+    pub fn not_int(&mut self) {
+        self.err("ERR value is not an integer or out of range");
+    }
+
+    /// `WRONGTYPE ...`.
+    pub fn wrongtype(&mut self) {
+        self.err("WRONGTYPE Operation against a key holding the wrong kind of value");
+    }
+
+    /// Runs eviction before a write that may grow memory.
+    /// Replies OOM and returns false when the write must be refused.
+    pub fn make_room(&mut self) -> bool {
+        if self.ks.make_room(self.now).is_ok() {
+            true
+        } else {
+            self.err("OOM command not allowed when used memory > 'maxmemory'.");
+            false
+        }
+    }
+
+    /// Writes an entry's value as a bulk string.
+    pub fn bulk_entry(&mut self, e: Option<&Entry>) {
+        match e {
+            Some(e) => self.w().bulk(e.value()),
+            None => self.w().null(),
+        }
+    }
+}
+
+/// Handler signature.
+pub type Handler = fn(&mut Ctx<'_>, &Req<'_>);
+
+/// Command flags (COMMAND INFO and dispatch decisions).
+pub mod flags {
+    /// Modifies the keyspace.
+    pub const WRITE: u16 = 1;
+    /// Reads the keyspace.
+    pub const READONLY: u16 = 2;
+    /// May grow memory: refused under OOM.
+    pub const DENYOOM: u16 = 4;
+    /// O(1) or O(log n).
+    pub const FAST: u16 = 8;
+    /// Allowed before AUTH.
+    pub const NOAUTH: u16 = 16;
+    /// Administrative.
+    pub const ADMIN: u16 = 32;
+    /// Connection-level.
+    pub const CONN: u16 = 64;
+}
+
+/// A command table row.
+pub struct Spec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis arity: n = exactly n args, -n = at least n.
+    pub arity: i32,
+    /// [`flags`] bits.
+    pub flags: u16,
+    /// First key index, last key index (-1 = last arg), step.
+    pub keys: (i32, i32, i32),
+    /// The handler.
+    pub handler: Handler,
+    /// Index into the per-thread stats arrays.
+    pub id: usize,
+}
+
+macro_rules! table {
+    ($( $name:literal, $arity:expr, $flags:expr, $keys:expr, $h:path; )*) => {
+        /// Every command this server implements.
+        pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
+            let mut v = vec![$( Spec { name: $name, arity: $arity, flags: $flags, keys: $keys, handler: $h, id: 0 } ),*];
+            for (i, s) in v.iter_mut().enumerate() { s.id = i; }
+            v
+        });
+    };
+}
+
+use flags::*;
+const NK: (i32, i32, i32) = (0, 0, 0);
+const K1: (i32, i32, i32) = (1, 1, 1);
+const KALL: (i32, i32, i32) = (1, -1, 1);
+const K12: (i32, i32, i32) = (1, 2, 1);
+
+table! {
+    "get", 2, READONLY | FAST, K1, strings::get;
+    "set", -3, WRITE | DENYOOM, K1, strings::set;
+    "setnx", 3, WRITE | DENYOOM | FAST, K1, strings::setnx;
+    "setex", 4, WRITE | DENYOOM, K1, strings::setex;
+    "psetex", 4, WRITE | DENYOOM, K1, strings::psetex;
+    "mget", -2, READONLY | FAST, KALL, strings::mget;
+    "mset", -3, WRITE | DENYOOM, (1, -1, 2), strings::mset;
+    "msetnx", -3, WRITE | DENYOOM, (1, -1, 2), strings::msetnx;
+    "getset", 3, WRITE | DENYOOM | FAST, K1, strings::getset;
+    "getdel", 2, WRITE | FAST, K1, strings::getdel;
+    "getex", -2, WRITE | FAST, K1, strings::getex;
+    "append", 3, WRITE | DENYOOM | FAST, K1, strings::append;
+    "strlen", 2, READONLY | FAST, K1, strings::strlen;
+    "incr", 2, WRITE | DENYOOM | FAST, K1, strings::incr;
+    "decr", 2, WRITE | DENYOOM | FAST, K1, strings::decr;
+    "incrby", 3, WRITE | DENYOOM | FAST, K1, strings::incrby;
+    "decrby", 3, WRITE | DENYOOM | FAST, K1, strings::decrby;
+    "incrbyfloat", 3, WRITE | DENYOOM | FAST, K1, strings::incrbyfloat;
+    "getrange", 4, READONLY, K1, strings::getrange;
+    "substr", 4, READONLY, K1, strings::getrange;
+    "setrange", 4, WRITE | DENYOOM, K1, strings::setrange;
+    "lcs", -3, READONLY, K12, strings::lcs;
+    "del", -2, WRITE, KALL, keys::del;
+    "unlink", -2, WRITE | FAST, KALL, keys::del;
+    "exists", -2, READONLY | FAST, KALL, keys::exists;
+    "expire", -3, WRITE | FAST, K1, keys::expire;
+    "pexpire", -3, WRITE | FAST, K1, keys::pexpire;
+    "expireat", -3, WRITE | FAST, K1, keys::expireat;
+    "pexpireat", -3, WRITE | FAST, K1, keys::pexpireat;
+    "ttl", 2, READONLY | FAST, K1, keys::ttl;
+    "pttl", 2, READONLY | FAST, K1, keys::pttl;
+    "expiretime", 2, READONLY | FAST, K1, keys::expiretime;
+    "pexpiretime", 2, READONLY | FAST, K1, keys::pexpiretime;
+    "persist", 2, WRITE | FAST, K1, keys::persist;
+    "type", 2, READONLY | FAST, K1, keys::type_;
+    "keys", 2, READONLY, NK, keys::keys;
+    "scan", -2, READONLY, NK, keys::scan;
+    "rename", 3, WRITE, K12, keys::rename;
+    "renamenx", 3, WRITE | FAST, K12, keys::renamenx;
+    "randomkey", 1, READONLY, NK, keys::randomkey;
+    "touch", -2, READONLY | FAST, KALL, keys::touch;
+    "copy", -3, WRITE | DENYOOM, K12, keys::copy;
+    "object", -2, READONLY, (2, 2, 1), keys::object;
+    "dump", 2, READONLY, K1, keys::dump;
+    "restore", -4, WRITE | DENYOOM, K1, keys::restore;
+    "ping", -1, FAST, NK, conn::ping;
+    "echo", 2, FAST, NK, conn::echo;
+    "quit", -1, NOAUTH | FAST | CONN, NK, conn::quit;
+    "hello", -1, NOAUTH | FAST | CONN, NK, conn::hello;
+    "auth", -2, NOAUTH | FAST | CONN, NK, conn::auth;
+    "select", 2, FAST | CONN, NK, conn::select;
+    "reset", 1, NOAUTH | FAST | CONN, NK, conn::reset;
+    "client", -2, CONN, NK, conn::client;
+    "command", -1, CONN, NK, admin::command;
+    "config", -2, ADMIN, NK, admin::config;
+    "info", -1, 0, NK, admin::info;
+    "dbsize", 1, READONLY | FAST, NK, admin::dbsize;
+    "flushdb", -1, WRITE, NK, admin::flushdb;
+    "flushall", -1, WRITE, NK, admin::flushall;
+    "time", 1, FAST, NK, admin::time;
+}
+
+/// Number of commands (stats arrays are this long).
+pub fn command_count() -> usize {
+    COMMANDS.len()
+}
+
+static INDEX: LazyLock<std::collections::HashMap<&'static [u8], usize>> = LazyLock::new(|| {
+    COMMANDS.iter().enumerate().map(|(i, s)| (s.name.as_bytes(), i)).collect()
+});
+
+/// Looks a command up by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let mut lower = [0u8; 32];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    INDEX.get(&lower[..name.len()]).map(|&i| &COMMANDS[i])
+}
+
+/// Redis's unknown-command error text.
+fn unknown_command(req: &Req<'_>) -> String {
+    let mut args = String::new();
+    for i in 1..req.len() {
+        if args.len() >= 128 {
+            break;
+        }
+        let a = String::from_utf8_lossy(req.arg(i));
+        let room = 128 - args.len();
+        let a: String = a.chars().take(room).collect();
+        args.push_str(&format!("'{a}' "));
+    }
+    let name: String = String::from_utf8_lossy(req.arg(0)).chars().take(128).collect();
+    sanitize(format!("ERR unknown command '{name}', with args beginning with: {args}"))
+}
+
+/// Error replies must be one line: Redis replaces CR/LF with spaces.
+pub fn sanitize(s: String) -> String {
+    if s.contains(['\r', '\n']) {
+        s.replace(['\r', '\n'], " ")
+    } else {
+        s
+    }
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn arity_error(ctx: &mut Ctx<'_>, name: &str) {
+    ctx.err(&format!("ERR wrong number of arguments for '{name}' command"));
+}
+
+/// Executes one request and writes its reply.
+pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let Some(spec) = lookup(req.arg(0)) else {
+        let msg = unknown_command(req);
+        ctx.err(&msg);
+        return;
+    };
+    if !ctx.conn.authed && spec.flags & NOAUTH == 0 {
+        ctx.err("NOAUTH Authentication required.");
+        return;
+    }
+    let n = req.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        arity_error(ctx, spec.name);
+        return;
+    }
+    if spec.flags & DENYOOM != 0 && !ctx.conn.no_evict && ctx.ks.over_limit() && !ctx.make_room() {
+        return;
+    }
+    let start = stats::start_timer();
+    (spec.handler)(ctx, req);
+    stats::record(spec.id, start);
+}
+
+/// Parses a Redis integer argument (strict: no spaces, no `+`, fits i64).
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    if neg && digits == b"0" {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let d = (c - b'0') as i64;
+        v = if neg {
+            v.checked_mul(10)?.checked_sub(d)?
+        } else {
+            v.checked_mul(10)?.checked_add(d)?
+        };
+    }
+    Some(v)
+}
+
+/// Case-insensitive ASCII comparison with a lowercase literal.
+#[inline]
+pub fn eq(a: &[u8], lower: &str) -> bool {
+    a.eq_ignore_ascii_case(lower.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_i64_is_strict() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b""[..], b"+1", b" 1", b"1 ", b"01", b"-0", b"9223372036854775808", b"1a", b"-"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_complete() {
+        assert_eq!(lookup(b"GeT").unwrap().name, "get");
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(&[b'a'; 64]).is_none());
+        for s in COMMANDS.iter() {
+            assert_eq!(lookup(s.name.as_bytes()).unwrap().name, s.name);
+        }
+    }
+}
+
+pub use admin::rss_bytes;

@@ -1,0 +1,517 @@
+//! String commands (GET, SET and friends), Redis 7.0 semantics.
+
+use shoal_client::resp::format_incrbyfloat;
+
+use super::{eq, parse_i64, Ctx, Req};
+
+/// Parsed expiry option of SET/GETEX.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expiry {
+    None,
+    At(u64),
+    Keep,
+    Persist,
+}
+
+/// Converts an EX/PX/EXAT/PXAT value to an absolute unix-ms time, or the
+/// `invalid expire time` error Redis gives (non-positive or overflowing).
+fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bool) -> Option<u64> {
+    let Some(n) = parse_i64(v) else {
+        ctx.not_int();
+        return None;
+    };
+    let invalid = |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
+    if n <= 0 || (!unit_ms && n > i64::MAX / 1000) {
+        invalid(ctx);
+        return None;
+    }
+    let ms = if unit_ms { n } else { n * 1000 };
+    let at = if absolute { Some(ms) } else { ms.checked_add(ctx.now as i64) };
+    match at {
+        Some(at) => Some(at as u64),
+        None => {
+            invalid(ctx);
+            None
+        }
+    }
+}
+
+pub fn get(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let key = req.arg(1);
+    let no_touch = ctx.conn.no_touch;
+    let mut g = ctx.ks.lock(key);
+    let e = g.lookup_read(key, ctx.now, no_touch);
+    match e {
+        Some(e) => ctx.w().bulk(e.value()),
+        None => ctx.w().null(),
+    }
+}
+
+/// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]
+pub fn set(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let (mut nx, mut xx, mut get_old) = (false, false, false);
+    let mut exp = Expiry::None;
+    let mut i = 3;
+    while i < req.len() {
+        let a = req.arg(i);
+        let has_next = i + 1 < req.len();
+        if eq(a, "nx") && !xx {
+            nx = true;
+        } else if eq(a, "xx") && !nx {
+            xx = true;
+        } else if eq(a, "get") {
+            get_old = true;
+        } else if eq(a, "keepttl") && exp == Expiry::None {
+            exp = Expiry::Keep;
+        } else if exp == Expiry::None
+            && has_next
+            && (eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"))
+        {
+            let unit_ms = eq(a, "px") || eq(a, "pxat");
+            let absolute = eq(a, "exat") || eq(a, "pxat");
+            i += 1;
+            let Some(at) = expire_at(ctx, "set", req.arg(i), unit_ms, absolute) else {
+                return;
+            };
+            exp = Expiry::At(at);
+        } else {
+            ctx.syntax();
+            return;
+        }
+        i += 1;
+    }
+    let (key, val) = (req.arg(1), req.arg(2));
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    let old = g.lookup(key, now);
+    let exists = old.is_some();
+    if get_old {
+        match old {
+            Some(e) => ctx.w().bulk(e.value()),
+            None => ctx.w().null(),
+        }
+    }
+    let old_expire = old.and_then(|e| e.expire_at());
+    if (nx && exists) || (xx && !exists) {
+        if !get_old {
+            ctx.w().null();
+        }
+        return;
+    }
+    let expire = match exp {
+        Expiry::At(at) => Some(at),
+        Expiry::Keep => old_expire,
+        _ => None,
+    };
+    if expire.is_some_and(|at| at <= now) {
+        // An absolute time in the past: Redis stores then immediately deletes.
+        g.remove(key, now);
+    } else {
+        g.insert(key, &[val], expire, 0, now);
+    }
+    if !get_old {
+        ctx.w().ok();
+    }
+}
+
+pub fn setnx(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let (key, val) = (req.arg(1), req.arg(2));
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    if g.lookup(key, now).is_some() {
+        ctx.w().int(0);
+    } else {
+        g.insert(key, &[val], None, 0, now);
+        ctx.w().int(1);
+    }
+}
+
+fn setex_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, cmd: &str, unit_ms: bool) {
+    let Some(at) = expire_at(ctx, cmd, req.arg(2), unit_ms, false) else {
+        return;
+    };
+    let (key, val) = (req.arg(1), req.arg(3));
+    let now = ctx.now;
+    ctx.ks.lock(key).insert(key, &[val], Some(at), 0, now);
+    ctx.w().ok();
+}
+
+pub fn setex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    setex_impl(ctx, req, "setex", false);
+}
+
+pub fn psetex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    setex_impl(ctx, req, "psetex", true);
+}
+
+pub fn mget(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    ctx.w().array(req.len() - 1);
+    let no_touch = ctx.conn.no_touch;
+    for key in req.rest(1) {
+        let mut g = ctx.ks.lock(key);
+        match g.lookup_read(key, ctx.now, no_touch) {
+            Some(e) => ctx.w().bulk(e.value()),
+            None => ctx.w().null(),
+        }
+    }
+}
+
+fn mset_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, nx: bool) -> bool {
+    if req.len() % 2 == 0 {
+        super::arity_error(ctx, if nx { "msetnx" } else { "mset" });
+        return false;
+    }
+    let now = ctx.now;
+    // All keys' shards locked together: MSET is atomic for every other client.
+    let mut g = ctx.ks.lock_many((1..req.len()).step_by(2).map(|i| req.arg(i)));
+    if nx {
+        for i in (1..req.len()).step_by(2) {
+            let k = req.arg(i);
+            if g.shard(k).lookup(k, now).is_some() {
+                ctx.w().int(0);
+                return false;
+            }
+        }
+    }
+    for i in (1..req.len()).step_by(2) {
+        let (k, v) = (req.arg(i), req.arg(i + 1));
+        g.shard(k).insert(k, &[v], None, 0, now);
+    }
+    true
+}
+
+pub fn mset(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    if mset_impl(ctx, req, false) {
+        ctx.w().ok();
+    }
+}
+
+pub fn msetnx(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    if req.len() % 2 == 0 {
+        super::arity_error(ctx, "msetnx");
+        return;
+    }
+    if mset_impl(ctx, req, true) {
+        ctx.w().int(1);
+    }
+}
+
+pub fn getset(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let (key, val) = (req.arg(1), req.arg(2));
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    let old = g.lookup(key, now);
+    ctx.bulk_entry(old);
+    g.insert(key, &[val], None, 0, now);
+}
+
+pub fn getdel(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let key = req.arg(1);
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    let old = g.remove(key, now);
+    ctx.bulk_entry(old.as_ref());
+}
+
+/// GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST]
+pub fn getex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let mut exp = Expiry::None;
+    let mut i = 2;
+    while i < req.len() {
+        let a = req.arg(i);
+        let has_next = i + 1 < req.len();
+        if eq(a, "persist") && exp == Expiry::None {
+            exp = Expiry::Persist;
+        } else if exp == Expiry::None
+            && has_next
+            && (eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"))
+        {
+            let unit_ms = eq(a, "px") || eq(a, "pxat");
+            let absolute = eq(a, "exat") || eq(a, "pxat");
+            i += 1;
+            let Some(at) = expire_at(ctx, "getex", req.arg(i), unit_ms, absolute) else {
+                return;
+            };
+            exp = Expiry::At(at);
+        } else {
+            ctx.syntax();
+            return;
+        }
+        i += 1;
+    }
+    let key = req.arg(1);
+    let now = ctx.now;
+    let no_touch = ctx.conn.no_touch;
+    let mut g = ctx.ks.lock(key);
+    let Some(e) = g.lookup_read(key, now, no_touch) else {
+        ctx.w().null();
+        return;
+    };
+    ctx.w().bulk(e.value());
+    match exp {
+        Expiry::At(at) if at <= now => {
+            g.remove(key, now);
+        }
+        Expiry::At(at) => {
+            g.update_meta(key, now, true, |m| m.expire_at = Some(at));
+        }
+        Expiry::Persist if e.expire_at().is_some() => {
+            g.update_meta(key, now, true, |m| m.expire_at = None);
+        }
+        _ => {}
+    }
+}
+
+fn too_big(ctx: &mut Ctx<'_>, len: u64) -> bool {
+    let max = ctx.shared.settings.proto_max_bulk_len.load(std::sync::atomic::Ordering::Relaxed);
+    if len > max {
+        ctx.err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        true
+    } else {
+        false
+    }
+}
+
+pub fn append(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let (key, val) = (req.arg(1), req.arg(2));
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    match g.lookup(key, now) {
+        Some(e) => {
+            let total = (e.value().len() + val.len()) as u64;
+            if too_big(ctx, total) {
+                return;
+            }
+            let (old, exp, flags) = (e.value().to_vec(), e.expire_at(), e.flags());
+            g.insert(key, &[&old, val], exp, flags, now);
+            ctx.w().int(total as i64);
+        }
+        None => {
+            g.insert(key, &[val], None, 0, now);
+            ctx.w().int(val.len() as i64);
+        }
+    }
+}
+
+pub fn strlen(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let key = req.arg(1);
+    let mut g = ctx.ks.lock(key);
+    let n = g.lookup(key, ctx.now).map_or(0, |e| e.value().len());
+    ctx.w().int(n as i64);
+}
+
+/// Shared by INCR/DECR/INCRBY/DECRBY (and memcache-independent).
+fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) {
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    let (cur, exp, flags) = match g.lookup(key, now) {
+        Some(e) => match parse_i64(e.value()) {
+            Some(v) => (v, e.expire_at(), e.flags()),
+            None => {
+                ctx.not_int();
+                return;
+            }
+        },
+        None => (0, None, 0),
+    };
+    let Some(new) = cur.checked_add(delta) else {
+        ctx.err("ERR increment or decrement would overflow");
+        return;
+    };
+    let mut buf = itoa::Buffer::new();
+    g.insert(key, &[buf.format(new).as_bytes()], exp, flags, now);
+    ctx.w().int(new);
+}
+
+pub fn incr(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    incr_by(ctx, req.arg(1), 1);
+}
+
+pub fn decr(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    incr_by(ctx, req.arg(1), -1);
+}
+
+pub fn incrby(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    match parse_i64(req.arg(2)) {
+        Some(d) => incr_by(ctx, req.arg(1), d),
+        None => ctx.not_int(),
+    }
+}
+
+pub fn decrby(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    match parse_i64(req.arg(2)) {
+        Some(i64::MIN) => ctx.err("ERR decrement would overflow"),
+        Some(d) => incr_by(ctx, req.arg(1), -d),
+        None => ctx.not_int(),
+    }
+}
+
+/// Parses a float the way Redis' `string2ld` accepts it (no spaces, finite or inf).
+pub fn parse_float(b: &[u8]) -> Option<f64> {
+    if b.is_empty() || b.len() > 5000 || b[0].is_ascii_whitespace() || b[b.len() - 1].is_ascii_whitespace() {
+        return None;
+    }
+    let s = std::str::from_utf8(b).ok()?;
+    let v: f64 = match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        "nan" | "-nan" | "+nan" => return None,
+        _ => s.parse().ok()?,
+    };
+    Some(v)
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let key = req.arg(1);
+    let now = ctx.now;
+    let Some(incr) = parse_float(req.arg(2)) else {
+        ctx.err("ERR value is not a valid float");
+        return;
+    };
+    let mut g = ctx.ks.lock(key);
+    let (cur, exp, flags) = match g.lookup(key, now) {
+        Some(e) => match parse_float(e.value()) {
+            Some(v) => (v, e.expire_at(), e.flags()),
+            None => {
+                ctx.err("ERR value is not a valid float");
+                return;
+            }
+        },
+        None => (0.0, None, 0),
+    };
+    let new = cur + incr;
+    if !new.is_finite() {
+        ctx.err("ERR increment would produce NaN or Infinity");
+        return;
+    }
+    let text = format_incrbyfloat(new);
+    g.insert(key, &[text.as_bytes()], exp, flags, now);
+    ctx.w().bulk(text.as_bytes());
+}
+
+pub fn getrange(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let (Some(mut start), Some(mut end)) = (parse_i64(req.arg(2)), parse_i64(req.arg(3))) else {
+        ctx.not_int();
+        return;
+    };
+    let key = req.arg(1);
+    let mut g = ctx.ks.lock(key);
+    let no_touch = ctx.conn.no_touch;
+    let Some(e) = g.lookup_read(key, ctx.now, no_touch) else {
+        ctx.w().bulk(b"");
+        return;
+    };
+    let v = e.value();
+    let len = v.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        ctx.w().bulk(b"");
+        return;
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        ctx.w().bulk(b"");
+        return;
+    }
+    ctx.w().bulk(&v[start as usize..=end as usize]);
+}
+
+pub fn setrange(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let Some(offset) = parse_i64(req.arg(2)) else {
+        ctx.not_int();
+        return;
+    };
+    if offset < 0 {
+        ctx.err("ERR offset is out of range");
+        return;
+    }
+    let (key, val) = (req.arg(1), req.arg(3));
+    let now = ctx.now;
+    let mut g = ctx.ks.lock(key);
+    let cur = g.lookup(key, now);
+    let cur_len = cur.map_or(0, |e| e.value().len());
+    if val.is_empty() {
+        ctx.w().int(cur_len as i64);
+        return;
+    }
+    if too_big(ctx, offset as u64 + val.len() as u64) {
+        return;
+    }
+    let (exp, flags) = cur.map_or((None, 0), |e| (e.expire_at(), e.flags()));
+    let mut v = cur.map_or_else(Vec::new, |e| e.value().to_vec());
+    let end = offset as usize + val.len();
+    if v.len() < end {
+        v.resize(end, 0);
+    }
+    v[offset as usize..end].copy_from_slice(val);
+    g.insert(key, &[&v], exp, flags, now);
+    ctx.w().int(v.len() as i64);
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN] — LEN and the plain
+/// form; IDX is answered with an error (not implemented, see README).
+pub fn lcs(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    let mut len_only = false;
+    let mut i = 3;
+    while i < req.len() {
+        let a = req.arg(i);
+        if eq(a, "len") {
+            len_only = true;
+        } else if eq(a, "idx") || eq(a, "withmatchlen") || eq(a, "minmatchlen") {
+            ctx.err("ERR LCS IDX is not supported by this server");
+            return;
+        } else {
+            ctx.syntax();
+            return;
+        }
+        i += 1;
+    }
+    let now = ctx.now;
+    let a = ctx.ks.lock(req.arg(1)).lookup(req.arg(1), now).map(|e| e.value().to_vec()).unwrap_or_default();
+    let b = ctx.ks.lock(req.arg(2)).lookup(req.arg(2), now).map(|e| e.value().to_vec()).unwrap_or_default();
+    if (a.len() as u64).saturating_mul(b.len() as u64) > 1 << 28 {
+        ctx.err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        return;
+    }
+    // Classic DP table, then walk back for the string.
+    let (n, m) = (a.len(), b.len());
+    let mut dp = vec![0u32; (n + 1) * (m + 1)];
+    for i in 1..=n {
+        for j in 1..=m {
+            dp[i * (m + 1) + j] = if a[i - 1] == b[j - 1] {
+                dp[(i - 1) * (m + 1) + j - 1] + 1
+            } else {
+                dp[(i - 1) * (m + 1) + j].max(dp[i * (m + 1) + j - 1])
+            };
+        }
+    }
+    let total = dp[n * (m + 1) + m] as usize;
+    if len_only {
+        ctx.w().int(total as i64);
+        return;
+    }
+    let mut out = vec![0u8; total];
+    let (mut i, mut j, mut k) = (n, m, total);
+    while k > 0 && i > 0 && j > 0 {
+        if a[i - 1] == b[j - 1] {
+            out[k - 1] = a[i - 1];
+            k -= 1;
+            i -= 1;
+            j -= 1;
+        } else if dp[(i - 1) * (m + 1) + j] > dp[i * (m + 1) + j - 1] {
+            i -= 1;
+        } else {
+            j -= 1;
+        }
+    }
+    ctx.w().bulk(&out);
+}

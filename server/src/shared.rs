@@ -1,0 +1,238 @@
+//! State shared by every connection of one server: the keyspace, the runtime
+//! settings that `CONFIG SET` may change, the client registry and counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use shoal_keyspace::{Keyspace, KeyspaceConfig};
+use tokio::sync::Notify;
+
+use crate::config::ServerConfig;
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Which protocol a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Redis protocol.
+    Resp,
+    /// memcache text/meta protocol.
+    Memcache,
+}
+
+/// What other connections may see of, or do to, a client (CLIENT LIST / KILL).
+pub struct ClientHandle {
+    /// Client id (CLIENT ID).
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Local address.
+    pub laddr: SocketAddr,
+    /// Protocol of the port it connected to.
+    pub protocol: Protocol,
+    /// Connection time.
+    pub since: Instant,
+    /// Last command time (unix ms), updated once per read batch.
+    pub last_ms: AtomicU64,
+    /// Set when CLIENT KILL targets this client.
+    pub killed: AtomicBool,
+    /// Wakes the connection task when killed.
+    pub kill: Notify,
+    /// Mutable descriptive fields.
+    pub info: parking_lot::Mutex<ClientInfo>,
+}
+
+/// Descriptive, rarely changing client fields.
+#[derive(Default, Clone)]
+pub struct ClientInfo {
+    /// CLIENT SETNAME.
+    pub name: Vec<u8>,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Vec<u8>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Vec<u8>,
+    /// RESP version (2 or 3).
+    pub resp: u8,
+    /// Last command name (lowercase).
+    pub last_cmd: &'static str,
+}
+
+/// Runtime-changeable settings (CONFIG SET).
+pub struct Settings {
+    /// AUTH password.
+    pub requirepass: RwLock<Option<String>>,
+    /// maxclients.
+    pub maxclients: AtomicU64,
+    /// Idle timeout, seconds.
+    pub timeout: AtomicU64,
+    /// proto-max-bulk-len.
+    pub proto_max_bulk_len: AtomicU64,
+    /// client-query-buffer-limit.
+    pub query_buffer_limit: AtomicU64,
+    /// memcache item size max.
+    pub max_item_size: AtomicU64,
+}
+
+/// Server-wide counters not owned by the keyspace.
+#[derive(Default)]
+pub struct Counters {
+    /// Connections accepted since start.
+    pub total_connections: AtomicU64,
+    /// Connections refused by maxclients.
+    pub rejected_connections: AtomicU64,
+    /// Commands processed.
+    pub total_commands: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+    /// Error replies sent.
+    pub total_error_replies: AtomicU64,
+    /// memcache-specific counters.
+    pub mc: McCounters,
+}
+
+/// memcached `stats` counters that the keyspace does not keep.
+#[derive(Default)]
+pub struct McCounters {
+    /// get/gets/gat/gats keys requested.
+    pub cmd_get: AtomicU64,
+    /// Storage commands.
+    pub cmd_set: AtomicU64,
+    /// flush_all commands.
+    pub cmd_flush: AtomicU64,
+    /// touch/gat commands.
+    pub cmd_touch: AtomicU64,
+    /// get hits.
+    pub get_hits: AtomicU64,
+    /// get misses.
+    pub get_misses: AtomicU64,
+    /// get on an expired item.
+    pub get_expired: AtomicU64,
+    /// delete hits / misses.
+    pub delete_hits: AtomicU64,
+    /// delete misses.
+    pub delete_misses: AtomicU64,
+    /// incr hits / misses.
+    pub incr_hits: AtomicU64,
+    /// incr misses.
+    pub incr_misses: AtomicU64,
+    /// decr hits.
+    pub decr_hits: AtomicU64,
+    /// decr misses.
+    pub decr_misses: AtomicU64,
+    /// cas misses.
+    pub cas_misses: AtomicU64,
+    /// cas hits.
+    pub cas_hits: AtomicU64,
+    /// cas with a wrong id.
+    pub cas_badval: AtomicU64,
+    /// touch hits.
+    pub touch_hits: AtomicU64,
+    /// touch misses.
+    pub touch_misses: AtomicU64,
+    /// Items stored since start.
+    pub total_items: AtomicU64,
+}
+
+/// Everything a connection needs.
+pub struct Shared {
+    /// The data.
+    pub keyspace: Arc<Keyspace>,
+    /// The startup configuration (immutable).
+    pub config: ServerConfig,
+    /// Runtime settings.
+    pub settings: Settings,
+    /// Connected clients by id.
+    pub clients: DashMap<u64, Arc<ClientHandle>>,
+    /// Connected client count (maxclients check without walking the map).
+    pub connected: AtomicUsize,
+    /// Next client id.
+    pub next_client_id: AtomicU64,
+    /// Counters.
+    pub counters: Counters,
+    /// Process start.
+    pub started: Instant,
+    /// Unix second of start.
+    pub started_unix: u64,
+    /// Run id (40 hex chars), like Redis.
+    pub run_id: String,
+    /// RESP listener addresses.
+    pub resp_addrs: RwLock<Vec<SocketAddr>>,
+    /// memcache listener addresses.
+    pub memcache_addrs: RwLock<Vec<SocketAddr>>,
+    /// memcache `flush_all <delay>` deadline (unix ms; 0 = none): items stored
+    /// before this instant become invalid when it passes.
+    pub mc_flush_at: AtomicU64,
+    /// Set once shutdown starts.
+    pub shutting_down: AtomicBool,
+    /// Resolved worker thread count.
+    pub threads: usize,
+}
+
+impl Shared {
+    /// Builds the shared state from a validated configuration.
+    pub fn new(config: ServerConfig) -> Shared {
+        let keyspace = Arc::new(Keyspace::new(KeyspaceConfig {
+            maxmemory: config.maxmemory,
+            policy: config.policy(),
+            lfu_log_factor: config.lfu_log_factor,
+            lfu_decay_time: config.lfu_decay_time,
+            ..KeyspaceConfig::default()
+        }));
+        let settings = Settings {
+            requirepass: RwLock::new(config.requirepass.clone().filter(|p| !p.is_empty())),
+            maxclients: AtomicU64::new(config.maxclients),
+            timeout: AtomicU64::new(config.timeout),
+            proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
+            query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit),
+            max_item_size: AtomicU64::new(config.max_item_size),
+        };
+        let run_id: String = (0..40)
+            .map(|_| {
+                let d = rand::random::<u8>() % 16;
+                char::from_digit(d as u32, 16).unwrap_or('0')
+            })
+            .collect();
+        Shared {
+            keyspace,
+            threads: config.worker_threads(),
+            config,
+            settings,
+            clients: DashMap::new(),
+            connected: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            started: Instant::now(),
+            started_unix: now_ms() / 1000,
+            run_id,
+            resp_addrs: RwLock::new(Vec::new()),
+            memcache_addrs: RwLock::new(Vec::new()),
+            mc_flush_at: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Whether a password is required.
+    pub fn auth_required(&self) -> bool {
+        self.settings.requirepass.read().is_some()
+    }
+
+    /// Increments a relaxed counter.
+    #[inline]
+    pub fn bump(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
