@@ -19,9 +19,31 @@ use crate::shared::Shared;
 
 /// memcache command names, in stats-slot order.
 pub const MC_COMMANDS: &[&str] = &[
-    "get", "gets", "gat", "gats", "set", "add", "replace", "append", "prepend", "cas", "incr",
-    "decr", "delete", "touch", "flush_all", "stats", "version", "verbosity", "quit", "mg", "ms",
-    "md", "ma", "mn", "me",
+    "get",
+    "gets",
+    "gat",
+    "gats",
+    "set",
+    "add",
+    "replace",
+    "append",
+    "prepend",
+    "cas",
+    "incr",
+    "decr",
+    "delete",
+    "touch",
+    "flush_all",
+    "stats",
+    "version",
+    "verbosity",
+    "quit",
+    "mg",
+    "ms",
+    "md",
+    "ma",
+    "mn",
+    "me",
 ];
 
 const BUCKETS: usize = 24;
@@ -30,12 +52,19 @@ struct Local {
     calls: Vec<u64>,
     hist: Vec<[u64; BUCKETS]>,
     errors: u64,
+    /// Stats slots of the commands run in the current batch.
+    pending: Vec<u16>,
 }
 
 impl Local {
     fn new() -> Local {
         let n = COMMANDS.len() + MC_COMMANDS.len();
-        Local { calls: vec![0; n], hist: vec![[0; BUCKETS]; n], errors: 0 }
+        Local {
+            calls: vec![0; n],
+            hist: vec![[0; BUCKETS]; n],
+            errors: 0,
+            pending: Vec::with_capacity(64),
+        }
     }
 }
 
@@ -43,35 +72,56 @@ thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::new());
 }
 
-/// Starts timing one command.
+/// Marks the start of a batch of commands decoded from one read.
+///
+/// Latency is measured per batch and shared evenly among its commands: one
+/// clock read per batch instead of two per command (`clock_gettime` was 10% of
+/// CPU at pipeline depth 16 when every command was timed).
 #[inline]
-pub fn start_timer() -> Instant {
+pub fn begin_batch() -> Instant {
     Instant::now()
 }
 
 #[inline]
-fn record_slot(slot: usize, start: Instant) {
-    let us = start.elapsed().as_micros() as u64;
-    let b = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
+fn note(slot: usize) {
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
         l.calls[slot] += 1;
-        l.hist[slot][b] += 1;
+        l.pending.push(slot as u16);
     });
 }
 
-/// Records one RESP command (by table index).
+/// Counts one RESP command (by table index) in the current batch.
 #[inline]
-pub fn record(id: usize, start: Instant) {
-    record_slot(id, start);
+pub fn record(id: usize) {
+    note(id);
 }
 
-/// Records one memcache command by name (see [`MC_COMMANDS`]).
+/// Counts one memcache command by name (see [`MC_COMMANDS`]) in the current batch.
 #[inline]
-pub fn record_mc(name: &'static str, start: Instant) {
+pub fn record_mc(name: &'static str) {
     if let Some(i) = MC_COMMANDS.iter().position(|n| *n == name) {
-        record_slot(COMMANDS.len() + i, start);
+        note(COMMANDS.len() + i);
     }
+}
+
+/// Ends a batch: attributes its elapsed time evenly to the commands it ran.
+#[inline]
+pub fn end_batch(start: Instant) {
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.pending.is_empty() {
+            return;
+        }
+        let us = start.elapsed().as_micros() as u64 / l.pending.len() as u64;
+        let b = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
+        let pending = std::mem::take(&mut l.pending);
+        for &slot in &pending {
+            l.hist[slot as usize][b] += 1;
+        }
+        l.pending = pending;
+        l.pending.clear();
+    });
 }
 
 /// Counts one error reply.
@@ -140,7 +190,8 @@ pub fn publish_gauges(shared: &Shared) {
     counter!("shoal_evicted_keys_total").absolute(st.evicted);
     let c = &shared.counters;
     counter!("shoal_connections_total").absolute(c.total_connections.load(Ordering::Relaxed));
-    counter!("shoal_rejected_connections_total").absolute(c.rejected_connections.load(Ordering::Relaxed));
+    counter!("shoal_rejected_connections_total")
+        .absolute(c.rejected_connections.load(Ordering::Relaxed));
     counter!("shoal_net_input_bytes_total").absolute(c.net_input_bytes.load(Ordering::Relaxed));
     counter!("shoal_net_output_bytes_total").absolute(c.net_output_bytes.load(Ordering::Relaxed));
 }
@@ -154,7 +205,11 @@ static EXPORTER: OnceLock<Result<(), String>> = OnceLock::new();
 /// # Errors
 /// When the listener cannot be set up.
 pub fn install_exporter(config: &crate::config::ServerConfig) -> anyhow::Result<()> {
-    let ip = config.bind_addrs().first().copied().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let ip = config
+        .bind_addrs()
+        .first()
+        .copied()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let port = config.metrics_port;
     let r = EXPORTER.get_or_init(|| {
         let buckets: Vec<f64> = (0..BUCKETS).map(|b| (1u64 << b) as f64 / 1e6).collect();
@@ -167,7 +222,8 @@ pub fn install_exporter(config: &crate::config::ServerConfig) -> anyhow::Result<
         tracing::info!("ready to serve Prometheus metrics on http://{ip}:{port}/metrics");
         Ok(())
     });
-    r.clone().map_err(|e| anyhow::anyhow!("metrics exporter: {e}"))
+    r.clone()
+        .map_err(|e| anyhow::anyhow!("metrics exporter: {e}"))
 }
 
 #[cfg(test)]

@@ -179,7 +179,13 @@ impl Entry {
             let key_off = off
                 + if tag & TAG_EXPIRE != 0 { 8 } else { 0 }
                 + if tag & TAG_FLAGS != 0 { 4 } else { 0 };
-            Shape { tag, key_off, key_len, val_len, opt_off }
+            Shape {
+                tag,
+                key_off,
+                key_len,
+                val_len,
+                opt_off,
+            }
         }
     }
 
@@ -202,9 +208,7 @@ impl Entry {
     pub fn value(&self) -> &[u8] {
         let s = self.shape();
         // SAFETY: value lies within the allocation (see layout).
-        unsafe {
-            std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off + s.key_len), s.val_len)
-        }
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off + s.key_len), s.val_len) }
     }
 
     /// Key and value together (one header parse).
@@ -212,7 +216,10 @@ impl Entry {
     pub fn key_value(&self) -> (&[u8], &[u8]) {
         let b = self.bytes();
         let s = self.shape();
-        (&b[s.key_off..s.key_off + s.key_len], &b[s.key_off + s.key_len..])
+        (
+            &b[s.key_off..s.key_off + s.key_len],
+            &b[s.key_off + s.key_len..],
+        )
     }
 
     /// The value kind.
@@ -227,7 +234,9 @@ impl Entry {
             return None;
         }
         let b = self.bytes();
-        Some(u64::from_le_bytes(b[s.opt_off..s.opt_off + 8].try_into().expect("8 bytes")))
+        Some(u64::from_le_bytes(
+            b[s.opt_off..s.opt_off + 8].try_into().expect("8 bytes"),
+        ))
     }
 
     /// memcache client flags.
@@ -326,7 +335,12 @@ mod tests {
                     for flags in [0u32, 42, u32::MAX] {
                         let key: Vec<u8> = (0..key_len).map(|i| i as u8).collect();
                         let val: Vec<u8> = (0..val_len).map(|i| (i * 7) as u8).collect();
-                        let meta = Meta { expire_at: expire, flags, cas: 99, access: 7 };
+                        let meta = Meta {
+                            expire_at: expire,
+                            flags,
+                            cas: 99,
+                            access: 7,
+                        };
                         let (a, b) = val.split_at(val_len / 3);
                         let mut e = Entry::new(&key, &[a, b], &meta);
                         assert_eq!(e.key(), &key[..]);

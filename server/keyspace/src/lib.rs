@@ -132,7 +132,8 @@ impl Keyspace {
 
     /// Installs the observer of expirations and evictions.
     pub fn set_removal_observer(&self, observer: Option<RemovalObserver>) {
-        self.has_observer.store(observer.is_some(), Ordering::Release);
+        self.has_observer
+            .store(observer.is_some(), Ordering::Release);
         *self.observer.write() = observer;
     }
 
@@ -173,7 +174,11 @@ impl Keyspace {
     /// # Panics
     /// If `index >= shard_count()`.
     pub fn lock_shard(&self, index: usize) -> ShardGuard<'_> {
-        ShardGuard { shard: self.shards[index].lock(), ks: self, index }
+        ShardGuard {
+            shard: self.shards[index].lock(),
+            ks: self,
+            index,
+        }
     }
 
     /// Locks every shard owning one of `keys`, in index order (deadlock-free).
@@ -181,7 +186,10 @@ impl Keyspace {
         let mut idx: Vec<usize> = keys.into_iter().map(|k| self.shard_of(k)).collect();
         idx.sort_unstable();
         idx.dedup();
-        MultiGuard { guards: idx.into_iter().map(|i| self.lock_shard(i)).collect(), ks: self }
+        MultiGuard {
+            guards: idx.into_iter().map(|i| self.lock_shard(i)).collect(),
+            ks: self,
+        }
     }
 
     pub(crate) fn next_cas(&self) -> u64 {

@@ -124,7 +124,11 @@ pub(crate) fn lfu_decayed(access: u32, now_ms: u64, decay_time: u32) -> u8 {
     }
     let last = access >> 8;
     let now = lfu_minutes(now_ms);
-    let elapsed = if now >= last { now - last } else { 65_535 - last + now };
+    let elapsed = if now >= last {
+        now - last
+    } else {
+        65_535 - last + now
+    };
     let periods = elapsed / decay_time;
     counter.saturating_sub(periods.min(255) as u8)
 }

@@ -7,7 +7,10 @@ use super::*;
 const T0: u64 = 1_700_000_000_000;
 
 fn ks(shards: usize) -> Keyspace {
-    Keyspace::new(KeyspaceConfig { shards, ..Default::default() })
+    Keyspace::new(KeyspaceConfig {
+        shards,
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -39,7 +42,8 @@ fn lazy_and_active_expiry() {
     for i in 0..1000u32 {
         let key = format!("k{i}");
         let exp = if i % 2 == 0 { Some(T0 + 10) } else { None };
-        k.lock(key.as_bytes()).insert(key.as_bytes(), &[b"v"], exp, 0, T0);
+        k.lock(key.as_bytes())
+            .insert(key.as_bytes(), &[b"v"], exp, 0, T0);
     }
     assert!(k.lock(b"k0").lookup(b"k0", T0 + 9).is_some());
     assert!(k.lock(b"k0").lookup(b"k0", T0 + 10).is_none());
@@ -65,7 +69,8 @@ fn eviction_keeps_memory_under_limit_and_respects_volatile() {
     for i in 0..10_000u32 {
         k.make_room(T0).unwrap();
         let key = format!("key:{i:010}");
-        k.lock(key.as_bytes()).insert(key.as_bytes(), &[&[b'x'; 32]], None, 0, T0);
+        k.lock(key.as_bytes())
+            .insert(key.as_bytes(), &[&[b'x'; 32]], None, 0, T0);
     }
     assert!(k.used_memory() <= 200_000 + 200, "used {}", k.used_memory());
     assert!(k.stats().evicted > 5000);
@@ -84,7 +89,8 @@ fn scan_visits_every_key_once_without_resize() {
     let k = ks(16);
     for i in 0..5000u32 {
         let key = format!("s{i}");
-        k.lock(key.as_bytes()).insert(key.as_bytes(), &[b"v"], None, 0, T0);
+        k.lock(key.as_bytes())
+            .insert(key.as_bytes(), &[b"v"], None, 0, T0);
     }
     let mut seen = std::collections::HashSet::new();
     let mut cursor = 0;
@@ -124,7 +130,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..20, any::<u8>(), proptest::option::of(1u64..50)).prop_map(|(k, v, t)| Op::Set(k, v, t)),
+        (0u8..20, any::<u8>(), proptest::option::of(1u64..50))
+            .prop_map(|(k, v, t)| Op::Set(k, v, t)),
         (0u8..20).prop_map(Op::Get),
         (0u8..20).prop_map(Op::Del),
         (0u8..20).prop_map(Op::Persist),

@@ -153,17 +153,25 @@ pub fn start_with_listeners(
     }
     let sh = shared.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    threads.push(std::thread::Builder::new().name("shoal-accept".into()).spawn(move || {
-        acceptor(sh, resp, memcache, senders, shutdown_rx, ready_tx)
-    })?);
-    ready_rx.recv().map_err(|_| anyhow::anyhow!("acceptor thread failed to start"))??;
+    threads.push(
+        std::thread::Builder::new()
+            .name("shoal-accept".into())
+            .spawn(move || acceptor(sh, resp, memcache, senders, shutdown_rx, ready_tx))?,
+    );
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("acceptor thread failed to start"))??;
     for a in shared.resp_addrs.read().iter() {
         info!("ready to accept RESP (Redis protocol) connections on {a}");
     }
     for a in shared.memcache_addrs.read().iter() {
         info!("ready to accept memcache connections on {a}");
     }
-    Ok(ServerHandle { shared, shutdown_tx, threads })
+    Ok(ServerHandle {
+        shared,
+        shutdown_tx,
+        threads,
+    })
 }
 
 fn worker(
@@ -171,7 +179,10 @@ fn worker(
     mut rx: mpsc::UnboundedReceiver<(StdStream, Protocol)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             warn!("worker runtime failed to start: {e}");
@@ -208,8 +219,12 @@ async fn serve(shared: Arc<Shared>, stream: StdStream, proto: Protocol) {
         return;
     };
     let _ = stream.set_nodelay(true);
-    let addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let laddr = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let addr = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let laddr = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let handle = Arc::new(ClientHandle {
         id,
@@ -220,7 +235,10 @@ async fn serve(shared: Arc<Shared>, stream: StdStream, proto: Protocol) {
         last_ms: now_ms().into(),
         killed: false.into(),
         kill: tokio::sync::Notify::new(),
-        info: parking_lot::Mutex::new(ClientInfo { resp: 2, ..Default::default() }),
+        info: parking_lot::Mutex::new(ClientInfo {
+            resp: 2,
+            ..Default::default()
+        }),
     });
     shared.clients.insert(id, handle.clone());
     if shared.shutting_down.load(Ordering::SeqCst) {
@@ -243,7 +261,10 @@ fn acceptor(
     mut shutdown: watch::Receiver<bool>,
     ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(e.into()));
@@ -293,6 +314,7 @@ fn acceptor(
         let ks = shared.keyspace.clone();
         let mut expire_tick = tokio::time::interval(Duration::from_millis(100));
         let mut next = 0usize;
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 c = conn_rx.recv() => {
@@ -314,7 +336,10 @@ fn acceptor(
                     let ks = ks.clone();
                     // Active expiry takes shard locks briefly; keep it off the accept path.
                     let _ = tokio::task::spawn_blocking(move || ks.active_expire_cycle(now_ms(), 256)).await;
-                    stats::publish_gauges(&shared);
+                    ticks += 1;
+                    if ticks % 10 == 0 {
+                        stats::publish_gauges(&shared);
+                    }
                 }
                 _ = shutdown.changed() => break,
             }

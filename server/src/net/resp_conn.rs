@@ -10,7 +10,7 @@ use shoal_client::resp::{decode_request, Args, Decoded, Limits, Proto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::exec::resp::{dispatch, Conn, Ctx, Req, ReplyMode};
+use crate::exec::resp::{dispatch, Conn, Ctx, ReplyMode, Req};
 use crate::shared::{now_ms, ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -52,7 +52,9 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             if timeout == 0 {
                 stream.read_buf(&mut rbuf).await
             } else {
-                match tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await {
+                match tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Ok(0),
                 }
@@ -65,7 +67,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         if n == 0 {
             break;
         }
-        shared.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        shared
+            .counters
+            .net_input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
         if rbuf.len() < need {
             continue;
         }
@@ -77,6 +82,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         handle.last_ms.store(now, Ordering::Relaxed);
         let mut pos = 0;
         let mut commands = 0u64;
+        let batch = crate::stats::begin_batch();
         let mut fatal = false;
         loop {
             match decode_request(&rbuf[pos..], &limits, &mut args) {
@@ -96,7 +102,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             fatal = true;
                             break;
                         }
-                        shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+                        shared
+                            .counters
+                            .net_output_bytes
+                            .fetch_add(out.len() as u64, Ordering::Relaxed);
                         out.clear();
                     }
                 }
@@ -106,27 +115,40 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 }
                 Err(e) => {
                     out.extend_from_slice(e.reply());
-                    shared.counters.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .total_error_replies
+                        .fetch_add(1, Ordering::Relaxed);
                     fatal = true;
                     break;
                 }
             }
         }
+        crate::stats::end_batch(batch);
         rbuf.advance(pos);
         need = need.saturating_sub(pos);
         if commands > 0 {
-            shared.counters.total_commands.fetch_add(commands, Ordering::Relaxed);
+            shared
+                .counters
+                .total_commands
+                .fetch_add(commands, Ordering::Relaxed);
         }
         let limit = shared.settings.query_buffer_limit.load(Ordering::Relaxed) as usize;
         if rbuf.len() > limit {
-            tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
+            tracing::warn!(
+                client = handle.id,
+                "closing client that reached max query buffer length"
+            );
             fatal = true;
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
-            shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+            shared
+                .counters
+                .net_output_bytes
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();
             if out.capacity() > 1 << 20 {
                 out = BytesMut::with_capacity(READ_CHUNK);
@@ -146,7 +168,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
 fn execute(shared: &Shared, conn: &mut Conn, out: &mut BytesMut, req: &Req<'_>, now: u64) {
     let mark = out.len();
     let mode = conn.reply_mode;
-    let mut ctx = Ctx { shared, ks: &shared.keyspace, conn: &mut *conn, out: &mut *out, now };
+    let mut ctx = Ctx {
+        shared,
+        ks: &shared.keyspace,
+        conn: &mut *conn,
+        out: &mut *out,
+        now,
+    };
     dispatch(&mut ctx, req);
     match mode {
         ReplyMode::On => {}

@@ -116,7 +116,10 @@ pub fn command(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     } else {
         let msg = sanitize(format!(
             "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-            String::from_utf8_lossy(sub).chars().take(128).collect::<String>()
+            String::from_utf8_lossy(sub)
+                .chars()
+                .take(128)
+                .collect::<String>()
         ));
         ctx.err(&msg);
     }
@@ -135,12 +138,27 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("maxmemory", ctx.ks.maxmemory().to_string()),
         ("maxmemory-policy", ctx.ks.policy().as_str().to_string()),
         ("maxmemory-samples", "5".into()),
-        ("maxclients", s.maxclients.load(Ordering::Relaxed).to_string()),
+        (
+            "maxclients",
+            s.maxclients.load(Ordering::Relaxed).to_string(),
+        ),
         ("timeout", s.timeout.load(Ordering::Relaxed).to_string()),
-        ("requirepass", s.requirepass.read().clone().unwrap_or_default()),
-        ("proto-max-bulk-len", s.proto_max_bulk_len.load(Ordering::Relaxed).to_string()),
-        ("client-query-buffer-limit", s.query_buffer_limit.load(Ordering::Relaxed).to_string()),
-        ("max-item-size", s.max_item_size.load(Ordering::Relaxed).to_string()),
+        (
+            "requirepass",
+            s.requirepass.read().clone().unwrap_or_default(),
+        ),
+        (
+            "proto-max-bulk-len",
+            s.proto_max_bulk_len.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "client-query-buffer-limit",
+            s.query_buffer_limit.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "max-item-size",
+            s.max_item_size.load(Ordering::Relaxed).to_string(),
+        ),
         ("lfu-log-factor", ctx.ks.lfu_log_factor().to_string()),
         ("lfu-decay-time", ctx.ks.lfu_decay_time().to_string()),
         ("threads", sh.threads.to_string()),
@@ -153,8 +171,13 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
 
 fn config_set_one(ctx: &mut Ctx<'_>, name: &str, v: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(v).to_string();
-    let fail = |why: &str| format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}");
-    let num = || text.parse::<u64>().map_err(|_| fail("argument couldn't be parsed into an integer"));
+    let fail = |why: &str| {
+        format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
+    };
+    let num = || {
+        text.parse::<u64>()
+            .map_err(|_| fail("argument couldn't be parsed into an integer"))
+    };
     let mem = || parse_size(&text).map_err(|_| fail("argument must be a memory value"));
     let s = &ctx.shared.settings;
     match name {
@@ -169,8 +192,12 @@ fn config_set_one(ctx: &mut Ctx<'_>, name: &str, v: &[u8]) -> Result<(), String>
         "maxclients" => s.maxclients.store(num()?.max(1), Ordering::Relaxed),
         "timeout" => s.timeout.store(num()?, Ordering::Relaxed),
         "requirepass" => *s.requirepass.write() = (!text.is_empty()).then_some(text.clone()),
-        "proto-max-bulk-len" => s.proto_max_bulk_len.store(mem()?.max(1024 * 1024), Ordering::Relaxed),
-        "client-query-buffer-limit" => s.query_buffer_limit.store(mem()?.max(1024 * 1024), Ordering::Relaxed),
+        "proto-max-bulk-len" => s
+            .proto_max_bulk_len
+            .store(mem()?.max(1024 * 1024), Ordering::Relaxed),
+        "client-query-buffer-limit" => s
+            .query_buffer_limit
+            .store(mem()?.max(1024 * 1024), Ordering::Relaxed),
         "max-item-size" => s.max_item_size.store(mem()?.max(1024), Ordering::Relaxed),
         "lfu-log-factor" => ctx.ks.set_lfu(num()? as u32, ctx.ks.lfu_decay_time()),
         "lfu-decay-time" => ctx.ks.set_lfu(ctx.ks.lfu_log_factor(), num()? as u32),
@@ -208,7 +235,9 @@ pub fn config(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         for i in (2..req.len()).step_by(2) {
             let name = String::from_utf8_lossy(req.arg(i)).to_ascii_lowercase();
             let Some(name) = known.iter().find(|k| **k == name) else {
-                let msg = sanitize(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'"));
+                let msg = sanitize(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
                 return ctx.err(&msg);
             };
             if let Err(msg) = config_set_one(ctx, name, req.arg(i + 1)) {
@@ -222,7 +251,14 @@ pub fn config(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         }
         ctx.ks.reset_stats();
         let c = &ctx.shared.counters;
-        for a in [&c.total_commands, &c.net_input_bytes, &c.net_output_bytes, &c.total_error_replies, &c.rejected_connections, &c.total_connections] {
+        for a in [
+            &c.total_commands,
+            &c.net_input_bytes,
+            &c.net_output_bytes,
+            &c.total_error_replies,
+            &c.rejected_connections,
+            &c.total_connections,
+        ] {
             a.store(0, Ordering::Relaxed);
         }
         ctx.w().ok();
@@ -231,7 +267,10 @@ pub fn config(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     } else {
         let msg = sanitize(format!(
             "ERR unknown subcommand '{}'. Try CONFIG HELP.",
-            String::from_utf8_lossy(sub).chars().take(128).collect::<String>()
+            String::from_utf8_lossy(sub)
+                .chars()
+                .take(128)
+                .collect::<String>()
         ));
         ctx.err(&msg);
     }
@@ -254,7 +293,11 @@ fn human(bytes: u64) -> String {
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -276,7 +319,9 @@ fn cpu_times() -> (f64, f64) {
 /// Builds the INFO text for the given sections (lowercase; empty = default).
 pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     let all = sections.iter().any(|s| s == "all" || s == "everything");
-    let want = |name: &str| sections.is_empty() || all || sections.iter().any(|s| s == name || s == "default");
+    let want = |name: &str| {
+        sections.is_empty() || all || sections.iter().any(|s| s == name || s == "default")
+    };
     let sh = ctx.shared;
     let ks = ctx.ks;
     let st = ks.stats();
@@ -359,16 +404,27 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
         );
     }
     if want("keyspace") {
-        let _ = write!(out, "{}# Keyspace\r\n", if out.is_empty() { "" } else { "\r\n" });
+        let _ = write!(
+            out,
+            "{}# Keyspace\r\n",
+            if out.is_empty() { "" } else { "\r\n" }
+        );
         if st.keys > 0 {
-            let _ = write!(out, "db0:keys={},expires={},avg_ttl=0\r\n", st.keys, st.volatile);
+            let _ = write!(
+                out,
+                "db0:keys={},expires={},avg_ttl=0\r\n",
+                st.keys, st.volatile
+            );
         }
     }
     out
 }
 
 pub fn info(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let sections: Vec<String> = req.rest(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let sections: Vec<String> = req
+        .rest(1)
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
     let text = info_text(ctx, &sections);
     ctx.w().verbatim(b"txt", text.as_bytes());
 }
@@ -398,7 +454,9 @@ pub fn flushall(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 }
 
 pub fn time(ctx: &mut Ctx<'_>, _req: &Req<'_>) {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut w = ctx.w();
     w.array(2);
     w.bulk_int(d.as_secs() as i64);

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use shoal_client::resp::Proto;
 
-use super::{eq, parse_i64, sanitize, Ctx, Req, ReplyMode};
+use super::{eq, parse_i64, sanitize, Ctx, ReplyMode, Req};
 use crate::shared::{ClientHandle, Protocol};
 
 /// The Redis version Shoal's RESP behaviour follows (reported by HELLO/INFO so
@@ -90,7 +90,10 @@ pub fn hello(ctx: &mut Ctx<'_>, req: &Req<'_>) {
             name = Some(req.arg(i + 1));
             i += 2;
         } else {
-            let msg = sanitize(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(a)));
+            let msg = sanitize(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(a)
+            ));
             return ctx.err(&msg);
         }
     }
@@ -104,7 +107,8 @@ pub fn hello(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
     if let Some(n) = name {
         if !valid_name(n) {
-            return ctx.err("ERR Client names cannot contain spaces, newlines or special characters.");
+            return ctx
+                .err("ERR Client names cannot contain spaces, newlines or special characters.");
         }
         ctx.conn.handle.info.lock().name = n.to_vec();
     }
@@ -160,7 +164,11 @@ fn client_line(h: &ClientHandle, now_ms: u64) -> String {
     let info = h.info.lock().clone();
     let age = h.since.elapsed().as_secs();
     let idle = now_ms.saturating_sub(h.last_ms.load(Ordering::Relaxed)) / 1000;
-    let cmd = if info.last_cmd.is_empty() { "NULL" } else { info.last_cmd };
+    let cmd = if info.last_cmd.is_empty() {
+        "NULL"
+    } else {
+        info.last_cmd
+    };
     format!(
         "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         h.id,
@@ -231,7 +239,8 @@ pub fn client(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         }
         let name = req.arg(2);
         if !valid_name(name) {
-            return ctx.err("ERR Client names cannot contain spaces, newlines or special characters.");
+            return ctx
+                .err("ERR Client names cannot contain spaces, newlines or special characters.");
         }
         ctx.conn.handle.info.lock().name = name.to_vec();
         ctx.w().ok();
@@ -262,7 +271,10 @@ pub fn client(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         } else if eq(attr, "lib-ver") {
             ctx.conn.handle.info.lock().lib_ver = val.to_vec();
         } else {
-            let msg = sanitize(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(attr)));
+            let msg = sanitize(format!(
+                "ERR Unrecognized option '{}'",
+                String::from_utf8_lossy(attr)
+            ));
             return ctx.err(&msg);
         }
         ctx.w().ok();
@@ -315,7 +327,10 @@ pub fn client(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     } else {
         let msg = sanitize(format!(
             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-            String::from_utf8_lossy(sub).chars().take(128).collect::<String>()
+            String::from_utf8_lossy(sub)
+                .chars()
+                .take(128)
+                .collect::<String>()
         ));
         ctx.err(&msg);
     }
@@ -328,8 +343,14 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         let a = req.arg(i);
         if eq(a, "type") && i + 1 < req.len() {
             let t = req.arg(i + 1);
-            if !["normal", "master", "replica", "pubsub", "slave"].iter().any(|n| eq(t, n)) {
-                let msg = sanitize(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(t)));
+            if !["normal", "master", "replica", "pubsub", "slave"]
+                .iter()
+                .any(|n| eq(t, n))
+            {
+                let msg = sanitize(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(t)
+                ));
                 return ctx.err(&msg);
             }
             if !eq(t, "normal") {
@@ -350,7 +371,12 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Req<'_>) {
             return ctx.syntax();
         }
     }
-    let mut handles: Vec<_> = ctx.shared.clients.iter().map(|c| c.value().clone()).collect();
+    let mut handles: Vec<_> = ctx
+        .shared
+        .clients
+        .iter()
+        .map(|c| c.value().clone())
+        .collect();
     handles.sort_by_key(|h| h.id);
     let mut text = String::new();
     for h in handles {
@@ -371,7 +397,12 @@ fn client_kill(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     if req.len() == 3 {
         // Old form: CLIENT KILL ip:port
         let addr = String::from_utf8_lossy(req.arg(2)).to_string();
-        let target = ctx.shared.clients.iter().find(|c| c.addr.to_string() == addr).map(|c| c.value().clone());
+        let target = ctx
+            .shared
+            .clients
+            .iter()
+            .find(|c| c.addr.to_string() == addr)
+            .map(|c| c.value().clone());
         match target {
             Some(h) => {
                 kill(&h);
@@ -425,7 +456,12 @@ fn client_kill(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         }
     }
     let mut killed = 0;
-    let handles: Vec<_> = ctx.shared.clients.iter().map(|c| c.value().clone()).collect();
+    let handles: Vec<_> = ctx
+        .shared
+        .clients
+        .iter()
+        .map(|c| c.value().clone())
+        .collect();
     for h in handles {
         if id.is_some_and(|i| i != h.id)
             || addr.as_ref().is_some_and(|a| *a != h.addr.to_string())

@@ -59,7 +59,10 @@ fn expire_generic(ctx: &mut Ctx<'_>, req: &Req<'_>, cmd: &str, unit_ms: bool, ab
         } else if eq(a, "lt") {
             flag |= LT;
         } else {
-            let msg = super::sanitize(format!("ERR Unsupported option {}", String::from_utf8_lossy(a)));
+            let msg = super::sanitize(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(a)
+            ));
             ctx.err(&msg);
             return;
         }
@@ -225,7 +228,10 @@ pub fn keys(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
 pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let Some(cursor) = std::str::from_utf8(req.arg(1)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(req.arg(1))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         ctx.err("ERR invalid cursor");
         return;
     };
@@ -296,7 +302,9 @@ fn rename_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, nx: bool) {
         ctx.w().int(0);
         return;
     }
-    let Some(e) = g.shard(src).remove(src, now) else { return };
+    let Some(e) = g.shard(src).remove(src, now) else {
+        return;
+    };
     let (v, exp, flags) = (e.value(), e.expire_at(), e.flags());
     g.shard(dst).insert(dst, &[v], exp, flags, now);
     if nx {
@@ -410,7 +418,10 @@ pub fn object(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let Some(name) = known.iter().find(|n| eq(sub, n)) else {
         let msg = super::sanitize(format!(
             "ERR unknown subcommand '{}'. Try OBJECT HELP.",
-            String::from_utf8_lossy(sub).chars().take(128).collect::<String>()
+            String::from_utf8_lossy(sub)
+                .chars()
+                .take(128)
+                .collect::<String>()
         ));
         ctx.err(&msg);
         return;

@@ -20,13 +20,18 @@ fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bo
         ctx.not_int();
         return None;
     };
-    let invalid = |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
+    let invalid =
+        |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
     if n <= 0 || (!unit_ms && n > i64::MAX / 1000) {
         invalid(ctx);
         return None;
     }
     let ms = if unit_ms { n } else { n * 1000 };
-    let at = if absolute { Some(ms) } else { ms.checked_add(ctx.now as i64) };
+    let at = if absolute {
+        Some(ms)
+    } else {
+        ms.checked_add(ctx.now as i64)
+    };
     match at {
         Some(at) => Some(at as u64),
         None => {
@@ -163,7 +168,9 @@ fn mset_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, nx: bool) -> bool {
     }
     let now = ctx.now;
     // All keys' shards locked together: MSET is atomic for every other client.
-    let mut g = ctx.ks.lock_many((1..req.len()).step_by(2).map(|i| req.arg(i)));
+    let mut g = ctx
+        .ks
+        .lock_many((1..req.len()).step_by(2).map(|i| req.arg(i)));
     if nx {
         for i in (1..req.len()).step_by(2) {
             let k = req.arg(i);
@@ -263,7 +270,11 @@ pub fn getex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 }
 
 fn too_big(ctx: &mut Ctx<'_>, len: u64) -> bool {
-    let max = ctx.shared.settings.proto_max_bulk_len.load(std::sync::atomic::Ordering::Relaxed);
+    let max = ctx
+        .shared
+        .settings
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed);
     if len > max {
         ctx.err("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         true
@@ -348,7 +359,11 @@ pub fn decrby(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// Parses a float the way Redis' `string2ld` accepts it (no spaces, finite or inf).
 pub fn parse_float(b: &[u8]) -> Option<f64> {
-    if b.is_empty() || b.len() > 5000 || b[0].is_ascii_whitespace() || b[b.len() - 1].is_ascii_whitespace() {
+    if b.is_empty()
+        || b.len() > 5000
+        || b[0].is_ascii_whitespace()
+        || b[b.len() - 1].is_ascii_whitespace()
+    {
         return None;
     }
     let s = std::str::from_utf8(b).ok()?;
@@ -476,8 +491,18 @@ pub fn lcs(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         i += 1;
     }
     let now = ctx.now;
-    let a = ctx.ks.lock(req.arg(1)).lookup(req.arg(1), now).map(|e| e.value().to_vec()).unwrap_or_default();
-    let b = ctx.ks.lock(req.arg(2)).lookup(req.arg(2), now).map(|e| e.value().to_vec()).unwrap_or_default();
+    let a = ctx
+        .ks
+        .lock(req.arg(1))
+        .lookup(req.arg(1), now)
+        .map(|e| e.value().to_vec())
+        .unwrap_or_default();
+    let b = ctx
+        .ks
+        .lock(req.arg(2))
+        .lookup(req.arg(2), now)
+        .map(|e| e.value().to_vec())
+        .unwrap_or_default();
     if (a.len() as u64).saturating_mul(b.len() as u64) > 1 << 28 {
         ctx.err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
         return;
