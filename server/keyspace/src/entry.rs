@@ -13,7 +13,8 @@
 //! | tag  | access |  cas   | keylen | vallen | [expire_at]| [flags] | key | value |
 //! | u8   | u32    |  u64   | varint | varint | u64 if bit | u32 ... |     |       |
 //! +------+--------+--------+--------+--------+------------+---------+-----+-------+
-//! tag: bit0 = has expire_at (unix ms), bit1 = has client flags, bits 4..8 = kind
+//! tag: bit0 = has expire_at (unix ms), bit1 = has client flags,
+//!      bit2 = "raw" (modified in place, for OBJECT ENCODING), bits 4..8 = kind
 //! ```
 //!
 //! Invariant: an `Entry` always points at an allocation of exactly
@@ -24,6 +25,7 @@ use std::ptr::NonNull;
 
 const TAG_EXPIRE: u8 = 1;
 const TAG_FLAGS: u8 = 2;
+const TAG_RAW: u8 = 4;
 const FIXED: usize = 1 + 4 + 8;
 
 /// What kind of value an entry holds. Only strings exist today; collections
@@ -265,6 +267,18 @@ impl Entry {
         // SAFETY: bytes 1..5 are inside the allocation; `&mut self` is exclusive.
         let hdr = unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr(), FIXED) };
         hdr[1..5].copy_from_slice(&access.to_le_bytes());
+    }
+
+    /// Whether the value was built by in-place edits (APPEND/SETRANGE): Redis
+    /// reports such strings as `raw` whatever their length.
+    pub fn is_raw(&self) -> bool {
+        self.header()[0] & TAG_RAW != 0
+    }
+
+    /// Sets the "raw" hint.
+    pub fn set_raw(&mut self) {
+        // SAFETY: byte 0 is inside the allocation; `&mut self` is exclusive.
+        unsafe { *self.0.as_ptr() |= TAG_RAW }
     }
 
     /// Updates the CAS id in place.

@@ -171,6 +171,14 @@ impl<'a> ShardGuard<'a> {
         cas
     }
 
+    /// Marks `key`'s value as edited in place (OBJECT ENCODING `raw`).
+    pub fn mark_raw(&mut self, key: &[u8]) {
+        let hash = self.ks.hash(key);
+        if let Some(idx) = self.find_index(hash, key) {
+            self.entry_at_mut(idx).set_raw();
+        }
+    }
+
     /// Rewrites the metadata of an existing key (expiry, flags) keeping its value.
     /// A new CAS id is assigned when `new_cas`. Returns false if the key is absent.
     pub fn update_meta(

@@ -55,6 +55,15 @@ pub fn command(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         return;
     }
     let sub = req.arg(1);
+    // Subcommand arities, as Redis 7 checks them.
+    for (name, arity) in [("count", 2), ("list", -2), ("info", -2), ("docs", -2), ("help", 2)] {
+        if eq(sub, name) {
+            let n = req.len() as i32;
+            if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+                return super::arity_error(ctx, &format!("command|{name}"));
+            }
+        }
+    }
     if eq(sub, "count") {
         ctx.w().int(COMMANDS.len() as i64);
     } else if eq(sub, "list") {

@@ -226,12 +226,30 @@ pub fn keys(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
 }
 
+/// A SCAN cursor as Redis reads it with `strtoul`: optional sign (a negative
+/// value wraps), decimal digits, nothing else; the empty string is cursor 0.
+pub fn parse_cursor(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return Some(0);
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
 pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let Some(cursor) = std::str::from_utf8(req.arg(1))
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(req.arg(1)) else {
         ctx.err("ERR invalid cursor");
         return;
     };
@@ -441,7 +459,7 @@ pub fn object(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     };
     match *name {
         "encoding" => {
-            let enc = string_encoding(e.value());
+            let enc = if e.is_raw() { "raw" } else { string_encoding(e.value()) };
             ctx.w().bulk(enc.as_bytes());
         }
         "refcount" => ctx.w().int(1),
@@ -537,4 +555,22 @@ pub fn restore(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         g.insert(key, &[&value], expire, 0, now);
     }
     ctx.w().ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cursor;
+
+    #[test]
+    fn cursor_parses_like_strtoul() {
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"+5"), Some(5));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551616"), None);
+        assert_eq!(parse_cursor(b" 1"), None);
+        assert_eq!(parse_cursor(b"1x"), None);
+        assert_eq!(parse_cursor(b"-"), None);
+    }
 }

@@ -13,6 +13,76 @@ enum Expiry {
     Persist,
 }
 
+/// Which expiry option was given (Redis' OBJ_EX/PX/EXAT/PXAT flags).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExpKind {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+impl ExpKind {
+    fn from(a: &[u8]) -> Option<ExpKind> {
+        if eq(a, "ex") {
+            Some(ExpKind::Ex)
+        } else if eq(a, "px") {
+            Some(ExpKind::Px)
+        } else if eq(a, "exat") {
+            Some(ExpKind::ExAt)
+        } else if eq(a, "pxat") {
+            Some(ExpKind::PxAt)
+        } else {
+            None
+        }
+    }
+}
+
+/// Options of SET / GETEX, parsed like Redis' `parseExtendedStringArgumentsOrReply`:
+/// the same option may repeat (the last value wins), conflicting ones are a
+/// syntax error, and the time value is only validated after all options parsed.
+struct StringOpts<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    exp: Option<(ExpKind, &'a [u8])>,
+}
+
+fn parse_string_opts<'a>(ctx: &mut Ctx<'_>, req: &Req<'a>, from: usize, getex: bool) -> Option<StringOpts<'a>> {
+    let mut o = StringOpts { nx: false, xx: false, get: false, keepttl: false, persist: false, exp: None };
+    let mut i = from;
+    while i < req.len() {
+        let a = req.arg(i);
+        let next = (i + 1 < req.len()).then(|| req.arg(i + 1));
+        let other_exp = |k: ExpKind| o.exp.is_some_and(|(have, _)| have != k);
+        if !getex && eq(a, "nx") && !o.xx {
+            o.nx = true;
+        } else if !getex && eq(a, "xx") && !o.nx {
+            o.xx = true;
+        } else if !getex && eq(a, "get") {
+            o.get = true;
+        } else if !getex && eq(a, "keepttl") && !o.persist && o.exp.is_none() {
+            o.keepttl = true;
+        } else if getex && eq(a, "persist") && !o.keepttl && o.exp.is_none() {
+            o.persist = true;
+        } else if let (Some(k), Some(v)) = (ExpKind::from(a), next) {
+            if o.keepttl || o.persist || other_exp(k) {
+                ctx.syntax();
+                return None;
+            }
+            o.exp = Some((k, v));
+            i += 1;
+        } else {
+            ctx.syntax();
+            return None;
+        }
+        i += 1;
+    }
+    Some(o)
+}
+
 /// Converts an EX/PX/EXAT/PXAT value to an absolute unix-ms time, or the
 /// `invalid expire time` error Redis gives (non-positive or overflowing).
 fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bool) -> Option<u64> {
@@ -20,18 +90,13 @@ fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bo
         ctx.not_int();
         return None;
     };
-    let invalid =
-        |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
+    let invalid = |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
     if n <= 0 || (!unit_ms && n > i64::MAX / 1000) {
         invalid(ctx);
         return None;
     }
     let ms = if unit_ms { n } else { n * 1000 };
-    let at = if absolute {
-        Some(ms)
-    } else {
-        ms.checked_add(ctx.now as i64)
-    };
+    let at = if absolute { Some(ms) } else { ms.checked_add(ctx.now as i64) };
     match at {
         Some(at) => Some(at as u64),
         None => {
@@ -39,6 +104,22 @@ fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bo
             None
         }
     }
+}
+
+/// Resolves parsed options into an [`Expiry`] (validating the time value).
+fn resolve_expiry(ctx: &mut Ctx<'_>, cmd: &str, o: &StringOpts<'_>) -> Option<Expiry> {
+    if let Some((k, v)) = o.exp {
+        let unit_ms = matches!(k, ExpKind::Px | ExpKind::PxAt);
+        let absolute = matches!(k, ExpKind::ExAt | ExpKind::PxAt);
+        return expire_at(ctx, cmd, v, unit_ms, absolute).map(Expiry::At);
+    }
+    Some(if o.keepttl {
+        Expiry::Keep
+    } else if o.persist {
+        Expiry::Persist
+    } else {
+        Expiry::None
+    })
 }
 
 pub fn get(ctx: &mut Ctx<'_>, req: &Req<'_>) {
@@ -54,37 +135,13 @@ pub fn get(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]
 pub fn set(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let (mut nx, mut xx, mut get_old) = (false, false, false);
-    let mut exp = Expiry::None;
-    let mut i = 3;
-    while i < req.len() {
-        let a = req.arg(i);
-        let has_next = i + 1 < req.len();
-        if eq(a, "nx") && !xx {
-            nx = true;
-        } else if eq(a, "xx") && !nx {
-            xx = true;
-        } else if eq(a, "get") {
-            get_old = true;
-        } else if eq(a, "keepttl") && exp == Expiry::None {
-            exp = Expiry::Keep;
-        } else if exp == Expiry::None
-            && has_next
-            && (eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"))
-        {
-            let unit_ms = eq(a, "px") || eq(a, "pxat");
-            let absolute = eq(a, "exat") || eq(a, "pxat");
-            i += 1;
-            let Some(at) = expire_at(ctx, "set", req.arg(i), unit_ms, absolute) else {
-                return;
-            };
-            exp = Expiry::At(at);
-        } else {
-            ctx.syntax();
-            return;
-        }
-        i += 1;
-    }
+    let Some(o) = parse_string_opts(ctx, req, 3, false) else {
+        return;
+    };
+    let Some(exp) = resolve_expiry(ctx, "set", &o) else {
+        return;
+    };
+    let (nx, xx, get_old) = (o.nx, o.xx, o.get);
     let (key, val) = (req.arg(1), req.arg(2));
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
@@ -222,30 +279,12 @@ pub fn getdel(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST]
 pub fn getex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let mut exp = Expiry::None;
-    let mut i = 2;
-    while i < req.len() {
-        let a = req.arg(i);
-        let has_next = i + 1 < req.len();
-        if eq(a, "persist") && exp == Expiry::None {
-            exp = Expiry::Persist;
-        } else if exp == Expiry::None
-            && has_next
-            && (eq(a, "ex") || eq(a, "px") || eq(a, "exat") || eq(a, "pxat"))
-        {
-            let unit_ms = eq(a, "px") || eq(a, "pxat");
-            let absolute = eq(a, "exat") || eq(a, "pxat");
-            i += 1;
-            let Some(at) = expire_at(ctx, "getex", req.arg(i), unit_ms, absolute) else {
-                return;
-            };
-            exp = Expiry::At(at);
-        } else {
-            ctx.syntax();
-            return;
-        }
-        i += 1;
-    }
+    let Some(o) = parse_string_opts(ctx, req, 2, true) else {
+        return;
+    };
+    let Some(exp) = resolve_expiry(ctx, "getex", &o) else {
+        return;
+    };
     let key = req.arg(1);
     let now = ctx.now;
     let no_touch = ctx.conn.no_touch;
@@ -295,6 +334,7 @@ pub fn append(ctx: &mut Ctx<'_>, req: &Req<'_>) {
             }
             let (old, exp, flags) = (e.value().to_vec(), e.expire_at(), e.flags());
             g.insert(key, &[&old, val], exp, flags, now);
+            g.mark_raw(key);
             ctx.w().int(total as i64);
         }
         None => {
@@ -469,6 +509,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
     v[offset as usize..end].copy_from_slice(val);
     g.insert(key, &[&v], exp, flags, now);
+    g.mark_raw(key);
     ctx.w().int(v.len() as i64);
 }
 
