@@ -104,7 +104,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gb" => 1024 * 1024 * 1024,
         _ => return Err(format!("invalid size unit in '{s}'")),
     };
-    n.checked_mul(mul).ok_or_else(|| format!("size '{s}' overflows"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size '{s}' overflows"))
 }
 
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -125,7 +126,10 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errs = Vec::new();
         if self.maxmemory_policy.parse::<EvictionPolicy>().is_err() {
-            errs.push(format!("maxmemory_policy: unknown policy '{}'", self.maxmemory_policy));
+            errs.push(format!(
+                "maxmemory_policy: unknown policy '{}'",
+                self.maxmemory_policy
+            ));
         }
         for a in self.bind.split_whitespace() {
             if a.parse::<std::net::IpAddr>().is_err() && a != "localhost" {
@@ -159,7 +163,9 @@ impl ServerConfig {
     /// Worker threads after resolving 0 to the core count.
     pub fn worker_threads(&self) -> usize {
         if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.threads
         }
@@ -182,7 +188,11 @@ impl ServerConfig {
 
 /// Command-line interface (flags mirror redis-server / memcached naming).
 #[derive(Parser, Debug, Default)]
-#[command(name = "shoal-server", version, about = "Shoal shard server: Redis (RESP2/3) and memcached protocols over one keyspace")]
+#[command(
+    name = "shoal-server",
+    version,
+    about = "Shoal shard server: Redis (RESP2/3) and memcached protocols over one keyspace"
+)]
 pub struct Cli {
     /// TOML config file; flags given on the command line override it.
     #[arg(long)]

@@ -64,7 +64,9 @@ pub fn decode(p: &[u8]) -> Result<Vec<u8>, DumpError> {
     }
     let (body, sum) = p.split_at(p.len() - 8);
     let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
-    if version != VERSION || fnv1a(body) != u64::from_le_bytes(sum.try_into().map_err(|_| DumpError::Version)?) {
+    if version != VERSION
+        || fnv1a(body) != u64::from_le_bytes(sum.try_into().map_err(|_| DumpError::Version)?)
+    {
         return Err(DumpError::Version);
     }
     let body = &body[..body.len() - 2];
@@ -107,7 +109,10 @@ mod tests {
             assert_eq!(decode(&bad), Err(DumpError::Version));
         }
         // A Redis 7 payload (RDB version 10) is refused.
-        assert_eq!(decode(b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17"), Err(DumpError::Version));
+        assert_eq!(
+            decode(b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17"),
+            Err(DumpError::Version)
+        );
         assert_eq!(decode(b""), Err(DumpError::Version));
     }
 }
