@@ -17,6 +17,7 @@ pub mod dump;
 pub mod exec;
 pub mod glob;
 pub mod net;
+pub mod pubsub;
 pub mod shared;
 pub mod stats;
 

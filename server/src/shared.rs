@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use crossbeam::utils::CachePadded;
 use parking_lot::RwLock;
 use shoal_keyspace::{Keyspace, KeyspaceConfig};
 use tokio::sync::Notify;
@@ -15,7 +16,10 @@ use crate::config::ServerConfig;
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Which protocol a client speaks.
@@ -175,6 +179,23 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Resolved worker thread count.
     pub threads: usize,
+    /// One gate per worker thread: every command holds its own worker's gate
+    /// for reading (an uncontended lock on a line no other core writes); EXEC
+    /// takes all of them for writing, which makes a transaction atomic with
+    /// respect to every other connection on every thread.
+    pub gates: Box<[CachePadded<RwLock<()>>]>,
+    /// Pub/Sub channels and patterns.
+    pub pubsub: crate::pubsub::PubSub,
+}
+
+thread_local! {
+    /// Index of the worker thread running on this thread (0 elsewhere).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Records which worker this thread is (called once per worker thread).
+pub fn set_worker_index(i: usize) {
+    WORKER.with(|w| w.set(i));
 }
 
 impl Shared {
@@ -201,9 +222,12 @@ impl Shared {
                 char::from_digit(d as u32, 16).unwrap_or('0')
             })
             .collect();
+        let threads = config.worker_threads();
         Shared {
             keyspace,
-            threads: config.worker_threads(),
+            threads,
+            gates: (0..threads.max(1)).map(|_| CachePadded::new(RwLock::new(()))).collect(),
+            pubsub: crate::pubsub::PubSub::default(),
             config,
             settings,
             clients: DashMap::new(),
@@ -228,6 +252,19 @@ impl Shared {
     /// Whether a password is required.
     pub fn auth_required(&self) -> bool {
         self.settings.requirepass.read().is_some()
+    }
+
+    /// This worker's gate, for the duration of one command.
+    #[inline]
+    pub fn gate_read(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        let i = WORKER.with(|w| w.get()) % self.gates.len();
+        self.gates[i].read()
+    }
+
+    /// Every worker's gate (EXEC): no other command runs anywhere until dropped.
+    /// The caller must not hold its own worker's read gate.
+    pub fn exclusive(&self) -> Vec<parking_lot::RwLockWriteGuard<'_, ()>> {
+        self.gates.iter().map(|g| g.write()).collect()
     }
 
     /// Increments a relaxed counter.

@@ -23,17 +23,51 @@
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 
+use crate::object::Object;
+
 const TAG_EXPIRE: u8 = 1;
 const TAG_FLAGS: u8 = 2;
 const TAG_RAW: u8 = 4;
 const FIXED: usize = 1 + 4 + 8;
 
-/// What kind of value an entry holds. Only strings exist today; collections
-/// (issue #3) get their own kinds and keep their payload behind the value bytes.
+/// What kind of value an entry holds. Strings live inline in the entry; the
+/// collections keep a `Box<Object>` whose pointer is stored as the value bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Kind {
     /// A byte string (Redis string, memcache item).
-    String,
+    String = 0,
+    /// A Redis hash.
+    Hash = 1,
+    /// A Redis list.
+    List = 2,
+    /// A Redis set.
+    Set = 3,
+    /// A Redis sorted set.
+    ZSet = 4,
+}
+
+impl Kind {
+    fn from_bits(b: u8) -> Kind {
+        match b {
+            1 => Kind::Hash,
+            2 => Kind::List,
+            3 => Kind::Set,
+            4 => Kind::ZSet,
+            _ => Kind::String,
+        }
+    }
+
+    /// The Redis `TYPE` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::List => "list",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+        }
+    }
 }
 
 /// Metadata written with an entry.
@@ -106,8 +140,19 @@ impl Entry {
             + val_len
     }
 
-    /// Builds an entry by copying `key` and the concatenation of `value_parts`.
+    /// Builds a string entry by copying `key` and the concatenation of `value_parts`.
     pub fn new(key: &[u8], value_parts: &[&[u8]], meta: &Meta) -> Entry {
+        Self::new_tagged(key, value_parts, meta, 0)
+    }
+
+    /// Builds a collection entry that owns `obj`.
+    pub fn new_object(key: &[u8], obj: Box<Object>, meta: &Meta) -> Entry {
+        let kind = obj.kind() as u8;
+        let ptr = Box::into_raw(obj) as usize;
+        Self::new_tagged(key, &[&ptr.to_le_bytes()], meta, kind << 4)
+    }
+
+    fn new_tagged(key: &[u8], value_parts: &[&[u8]], meta: &Meta, extra_tag: u8) -> Entry {
         let val_len: usize = value_parts.iter().map(|p| p.len()).sum();
         let total = Self::size_for(key.len(), val_len, meta);
         // Align 1: the header is read with unaligned little-endian loads.
@@ -126,7 +171,7 @@ impl Entry {
         if meta.flags != 0 {
             tag |= TAG_FLAGS;
         }
-        buf[0] = tag;
+        buf[0] = tag | extra_tag;
         buf[1..5].copy_from_slice(&meta.access.to_le_bytes());
         buf[5..13].copy_from_slice(&meta.cas.to_le_bytes());
         let mut off = FIXED;
@@ -205,9 +250,17 @@ impl Entry {
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off), s.key_len) }
     }
 
-    /// The value bytes.
+    /// The value bytes of a string entry (empty for collections: check [`kind`](Self::kind)).
     #[inline]
     pub fn value(&self) -> &[u8] {
+        if self.header()[0] >> 4 != 0 {
+            return &[];
+        }
+        self.raw_value()
+    }
+
+    #[inline]
+    fn raw_value(&self) -> &[u8] {
         let s = self.shape();
         // SAFETY: value lies within the allocation (see layout).
         unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(s.key_off + s.key_len), s.val_len) }
@@ -225,8 +278,42 @@ impl Entry {
     }
 
     /// The value kind.
+    #[inline]
     pub fn kind(&self) -> Kind {
-        Kind::String
+        Kind::from_bits(self.header()[0] >> 4)
+    }
+
+    /// Whether this is a string entry.
+    #[inline]
+    pub fn is_string(&self) -> bool {
+        self.header()[0] >> 4 == 0
+    }
+
+    fn object_ptr(&self) -> Option<*mut Object> {
+        if self.is_string() {
+            return None;
+        }
+        let v = self.raw_value();
+        let addr = usize::from_le_bytes(v.try_into().expect("object entries hold a pointer"));
+        Some(addr as *mut Object)
+    }
+
+    /// The collection, for non-string entries.
+    pub fn object(&self) -> Option<&Object> {
+        // SAFETY: the pointer came from Box::into_raw in `new_object` and is owned
+        // by this entry until it is dropped; `&self` makes the borrow shared.
+        self.object_ptr().map(|p| unsafe { &*p })
+    }
+
+    /// The collection, mutably.
+    pub fn object_mut(&mut self) -> Option<&mut Object> {
+        // SAFETY: as in `object`, and `&mut self` makes the borrow exclusive.
+        self.object_ptr().map(|p| unsafe { &mut *p })
+    }
+
+    /// Bytes this entry costs beyond its own allocation (the collection).
+    pub fn object_mem(&self) -> usize {
+        self.object().map_or(0, |o| o.mem_usage() + std::mem::size_of::<Object>() + 16)
     }
 
     /// Absolute expiry in unix ms, if any.
@@ -312,15 +399,40 @@ impl Entry {
         self.shape().total()
     }
 
-    /// A copy with different metadata (same key and value).
-    pub fn with_meta(&self, meta: &Meta) -> Entry {
-        let (k, v) = self.key_value();
-        Entry::new(k, &[v], meta)
+    /// Rewrites the metadata (expiry, flags, CAS, access), keeping key, value,
+    /// kind and collection; the entry is reallocated when its size changes.
+    pub fn replace_meta(&mut self, meta: &Meta) {
+        let keep = self.header()[0] & (0xf0 | TAG_RAW);
+        let (k, v) = (self.key(), self.raw_value());
+        let mut new = Entry::new_tagged(k, &[v], meta, keep);
+        std::mem::swap(&mut self.0, &mut new.0);
+        // `new` now holds the old allocation, whose collection pointer was moved.
+        new.disown_object();
+    }
+
+    /// The same value (collection moved, string copied) under another key.
+    pub fn rekey(mut self, key: &[u8]) -> Entry {
+        let keep = self.header()[0] & (0xf0 | TAG_RAW);
+        let meta = self.meta();
+        let new = Entry::new_tagged(key, &[self.raw_value()], &meta, keep);
+        self.disown_object();
+        new
+    }
+
+    /// Forgets the collection pointer so Drop frees only the allocation.
+    fn disown_object(&mut self) {
+        // SAFETY: byte 0 is inside the allocation; `&mut self` is exclusive.
+        unsafe { *self.0.as_ptr() &= 0x0f }
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
+        if let Some(p) = self.object_ptr() {
+            // SAFETY: the pointer came from Box::into_raw and this entry owns it
+            // (moves clear the kind bits of the old owner via `disown_object`).
+            drop(unsafe { Box::from_raw(p) });
+        }
         let total = self.shape().total();
         // SAFETY: allocated in `new` with exactly this layout, dropped once.
         unsafe { dealloc(self.0.as_ptr(), Layout::from_size_align_unchecked(total, 1)) }
@@ -331,6 +443,7 @@ impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
             .field("key", &String::from_utf8_lossy(self.key()))
+            .field("kind", &self.kind())
             .field("value_len", &self.value().len())
             .field("meta", &self.meta())
             .finish()
@@ -369,6 +482,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn objects_are_owned_moved_and_freed_once() {
+        let h = crate::types::Hash::default();
+        let meta = Meta::default();
+        let mut e = Entry::new_object(b"k", Box::new(Object::Hash(h)), &meta);
+        assert_eq!(e.kind(), Kind::Hash);
+        assert!(e.value().is_empty());
+        e.replace_meta(&Meta { expire_at: Some(5), ..meta });
+        assert_eq!(e.expire_at(), Some(5));
+        let e = e.rekey(b"other");
+        assert_eq!(e.key(), b"other");
+        assert_eq!(e.object().map(|o| o.kind()), Some(Kind::Hash));
     }
 
     #[test]

@@ -25,8 +25,10 @@
 #![warn(missing_docs)]
 
 mod entry;
+mod object;
 mod policy;
 mod shard;
+pub mod types;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -39,7 +41,8 @@ use rand::{Rng, SeedableRng};
 
 pub use entry::{Entry, Kind, Meta};
 pub use policy::{EvictionPolicy, UnknownPolicy, LFU_INIT_VAL};
-pub use shard::{alloc_cost, Removal, Shard, ShardGuard};
+pub use object::Object;
+pub use shard::{alloc_cost, entry_cost, Removal, Shard, ShardGuard, Wake};
 
 /// Default number of shards (locks). Enough that 16 threads rarely meet.
 pub const DEFAULT_SHARDS: usize = 256;

@@ -5,10 +5,14 @@
 //! [`ShardGuard::insert`] / [`ShardGuard::remove`] so memory accounting (and, with
 //! replication, the write stream) has exactly one place to hook.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use hashbrown::raw::RawTable;
 use parking_lot::MutexGuard;
 
 use crate::entry::{Entry, Meta};
+use crate::object::Object;
 use crate::policy::{self, EvictionPolicy};
 use crate::Keyspace;
 
@@ -18,11 +22,34 @@ pub fn alloc_cost(len: usize) -> usize {
     ((len + 8 + 15) & !15).max(32)
 }
 
+/// Accounted bytes of one entry: its allocation plus its collection, if any.
+pub fn entry_cost(e: &Entry) -> usize {
+    alloc_cost(e.alloc_len()) + e.object_mem()
+}
+
 /// Bytes one table slot costs (pointer + control byte).
 const SLOT_COST: usize = std::mem::size_of::<Entry>() + 1;
 
+/// Something waiting for a key to change (a blocked BLPOP-style client).
+/// Implementations must be cheap and must not take shard locks.
+pub trait Wake: Send + Sync {
+    /// Called (under the shard lock) when the key this waiter waits on was written.
+    fn wake(&self);
+}
+
+/// Per-key registrations of blocked clients and WATCHing transactions. Kept
+/// out of line so a shard without any costs one pointer check per write.
+#[derive(Default)]
+pub(crate) struct Interest {
+    /// Blocked clients per key, first come first served: (client id, waker).
+    waiters: std::collections::HashMap<Box<[u8]>, std::collections::VecDeque<(u64, Arc<dyn Wake>)>>,
+    /// WATCHed keys: (client id, dirty flag) set by any write to the key.
+    watchers: std::collections::HashMap<Box<[u8]>, Vec<(u64, Arc<AtomicBool>)>>,
+}
+
 /// The data of one shard.
 pub struct Shard {
+    pub(crate) interest: Option<Box<Interest>>,
     pub(crate) table: RawTable<Entry>,
     /// Bytes of entries plus table, as accounted in [`Keyspace::used_memory`].
     pub(crate) used: usize,
@@ -39,6 +66,7 @@ pub struct Shard {
 impl Shard {
     pub(crate) fn new() -> Shard {
         Shard {
+            interest: None,
             table: RawTable::new(),
             used: 0,
             volatile: 0,
@@ -108,6 +136,91 @@ impl<'a> ShardGuard<'a> {
     fn entry_at_mut(&mut self, idx: usize) -> &mut Entry {
         // SAFETY: as in `entry_at`, with exclusive access through `&mut self`.
         unsafe { self.shard.table.bucket(idx).as_mut() }
+    }
+
+    /// Signals watchers and blocked clients of `key` that it was written.
+    #[inline]
+    fn touched(&mut self, key: &[u8]) {
+        if let Some(int) = self.shard.interest.as_mut() {
+            if let Some(ws) = int.watchers.get(key) {
+                for (_, flag) in ws {
+                    flag.store(true, Ordering::Release);
+                }
+            }
+            if let Some(q) = int.waiters.get_mut(key) {
+                // Wake the longest-waiting client only: it retries its command and,
+                // if it cannot use the change, passes the wake-up on.
+                if let Some((_, w)) = q.pop_front() {
+                    w.wake();
+                }
+                if q.is_empty() {
+                    int.waiters.remove(key);
+                }
+            }
+            if int.waiters.is_empty() && int.watchers.is_empty() {
+                self.shard.interest = None;
+            }
+        }
+    }
+
+    /// Wakes the first client blocked on `key` (used to pass a wake-up on).
+    pub fn wake_one(&mut self, key: &[u8]) {
+        if let Some(int) = self.shard.interest.as_mut() {
+            if let Some(q) = int.waiters.get_mut(key) {
+                if let Some((_, w)) = q.pop_front() {
+                    w.wake();
+                }
+                if q.is_empty() {
+                    int.waiters.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Registers client `id` as blocked on `key` (at the back of the queue).
+    pub fn add_waiter(&mut self, key: &[u8], id: u64, w: Arc<dyn Wake>) {
+        let int = self.shard.interest.get_or_insert_with(Default::default);
+        int.waiters.entry(key.into()).or_default().push_back((id, w));
+    }
+
+    /// Removes client `id`'s registration on `key`, if any.
+    pub fn remove_waiter(&mut self, key: &[u8], id: u64) {
+        if let Some(int) = self.shard.interest.as_mut() {
+            if let Some(q) = int.waiters.get_mut(key) {
+                q.retain(|(i, _)| *i != id);
+                if q.is_empty() {
+                    int.waiters.remove(key);
+                }
+            }
+            if int.waiters.is_empty() && int.watchers.is_empty() {
+                self.shard.interest = None;
+            }
+        }
+    }
+
+    /// WATCH: `flag` is set by any later write to `key` (including expiry,
+    /// eviction and flush).
+    pub fn watch(&mut self, key: &[u8], id: u64, flag: Arc<AtomicBool>) {
+        let int = self.shard.interest.get_or_insert_with(Default::default);
+        let v = int.watchers.entry(key.into()).or_default();
+        if !v.iter().any(|(i, _)| *i == id) {
+            v.push((id, flag));
+        }
+    }
+
+    /// Removes client `id`'s WATCH on `key`.
+    pub fn unwatch(&mut self, key: &[u8], id: u64) {
+        if let Some(int) = self.shard.interest.as_mut() {
+            if let Some(v) = int.watchers.get_mut(key) {
+                v.retain(|(i, _)| *i != id);
+                if v.is_empty() {
+                    int.watchers.remove(key);
+                }
+            }
+            if int.waiters.is_empty() && int.watchers.is_empty() {
+                self.shard.interest = None;
+            }
+        }
     }
 
     /// Finds `key`, reclaiming it first if it has expired. No stats, no touch:
@@ -188,23 +301,82 @@ impl<'a> ShardGuard<'a> {
         new_cas: bool,
         f: impl FnOnce(&mut Meta),
     ) -> bool {
-        let Some(e) = self.lookup(key, now_ms) else {
+        if self.lookup(key, now_ms).is_none() {
             return false;
-        };
+        }
+        let hash = self.ks.hash(key);
+        let idx = self.find_index(hash, key).expect("present");
+        let cas = if new_cas { Some(self.ks.next_cas()) } else { None };
+        let e = self.entry_at_mut(idx);
         let mut meta = e.meta();
         f(&mut meta);
-        if new_cas {
-            meta.cas = self.ks.next_cas();
+        if let Some(c) = cas {
+            meta.cas = c;
         }
-        let entry = self.lookup(key, now_ms).expect("present").with_meta(&meta);
-        self.put(key, entry);
+        let was_volatile = e.expire_at().is_some();
+        let before = entry_cost(e);
+        e.replace_meta(&meta);
+        let after = entry_cost(e);
+        let now_volatile = e.expire_at().is_some();
+        let shard = &mut *self.shard;
+        shard.volatile = shard.volatile + now_volatile as usize - was_volatile as usize;
+        let delta = after as isize - before as isize;
+        shard.used = (shard.used as isize + delta) as usize;
+        self.ks.add_used(delta);
+        if self.shard.interest.is_some() {
+            self.touched(key);
+        }
         true
+    }
+
+    /// Stores a collection under `key` (replacing any value). Returns the CAS id.
+    pub fn insert_object(&mut self, key: &[u8], obj: Object, expire_at: Option<u64>, now_ms: u64) -> u64 {
+        let cas = self.ks.next_cas();
+        let meta = Meta {
+            expire_at,
+            flags: 0,
+            cas,
+            access: policy::initial_access(self.ks.policy().is_lfu(), now_ms),
+        };
+        self.put(key, Entry::new_object(key, Box::new(obj), &meta));
+        cas
+    }
+
+    /// Stores an existing entry (e.g. one removed from another key) under `key`.
+    pub fn insert_entry(&mut self, key: &[u8], entry: Entry) {
+        let entry = if entry.key() == key { entry } else { entry.rekey(key) };
+        self.put(key, entry);
+    }
+
+    /// Runs `f` on the collection stored at `key` (None if absent, expired or a
+    /// string), keeps memory accounting exact, and deletes the key if `f` left
+    /// the collection empty (Redis never keeps empty collections).
+    pub fn with_object_mut<R>(&mut self, key: &[u8], now_ms: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
+        self.lookup(key, now_ms)?;
+        let hash = self.ks.hash(key);
+        let idx = self.find_index(hash, key)?;
+        let e = self.entry_at_mut(idx);
+        let before = entry_cost(e);
+        let obj = e.object_mut()?;
+        let r = f(obj);
+        let empty = obj.is_empty();
+        let after = entry_cost(self.entry_at(idx));
+        let delta = after as isize - before as isize;
+        let shard = &mut *self.shard;
+        shard.used = (shard.used as isize + delta) as usize;
+        self.ks.add_used(delta);
+        if empty {
+            self.remove_at(idx, Removal::Deleted);
+        } else if self.shard.interest.is_some() {
+            self.touched(key);
+        }
+        Some(r)
     }
 
     fn put(&mut self, key: &[u8], entry: Entry) {
         let hash = self.ks.hash(key);
         let ks = self.ks;
-        let new_cost = alloc_cost(entry.alloc_len());
+        let new_cost = entry_cost(&entry);
         let new_volatile = entry.expire_at().is_some();
         let shard = &mut *self.shard;
         let before_table = shard.table_cost();
@@ -216,7 +388,7 @@ impl<'a> ShardGuard<'a> {
             Ok(bucket) => {
                 // SAFETY: bucket is a full bucket of this table.
                 let slot = unsafe { bucket.as_mut() };
-                delta -= alloc_cost(slot.alloc_len()) as isize;
+                delta -= entry_cost(slot) as isize;
                 if slot.expire_at().is_some() {
                     shard.volatile -= 1;
                 }
@@ -234,13 +406,16 @@ impl<'a> ShardGuard<'a> {
         delta += shard.table_cost() as isize - before_table as isize;
         shard.used = (shard.used as isize + delta) as usize;
         ks.add_used(delta);
+        if self.shard.interest.is_some() {
+            self.touched(key);
+        }
     }
 
     fn remove_at(&mut self, idx: usize, why: Removal) -> Entry {
         let shard = &mut *self.shard;
         // SAFETY: idx is a full bucket of this table (caller found it just before).
         let (entry, _) = unsafe { shard.table.remove(shard.table.bucket(idx)) };
-        let cost = alloc_cost(entry.alloc_len());
+        let cost = entry_cost(&entry);
         if entry.expire_at().is_some() {
             shard.volatile -= 1;
         }
@@ -252,6 +427,9 @@ impl<'a> ShardGuard<'a> {
         shard.used -= cost;
         self.ks.add_used(-(cost as isize));
         self.ks.notify_removal(entry.key(), why);
+        if self.shard.interest.is_some() {
+            self.touched(entry.key());
+        }
         entry
     }
 
@@ -426,6 +604,13 @@ impl<'a> ShardGuard<'a> {
 
     /// Removes every key; returns the old table so the caller can free it where it likes.
     pub(crate) fn take_all(&mut self) -> RawTable<Entry> {
+        if let Some(int) = self.shard.interest.as_ref() {
+            for ws in int.watchers.values() {
+                for (_, flag) in ws {
+                    flag.store(true, Ordering::Release);
+                }
+            }
+        }
         let shard = &mut *self.shard;
         let old = std::mem::replace(&mut shard.table, RawTable::new());
         self.ks.add_used(-(shard.used as isize));

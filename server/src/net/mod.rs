@@ -148,7 +148,10 @@ pub fn start_with_listeners(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("shoal-worker-{i}"))
-                .spawn(move || worker(sh, rx, sd))?,
+                .spawn(move || {
+                    crate::shared::set_worker_index(i);
+                    worker(sh, rx, sd)
+                })?,
         );
     }
     let sh = shared.clone();

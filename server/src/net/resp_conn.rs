@@ -1,16 +1,22 @@
 //! The RESP connection loop: read → decode every complete frame → execute →
 //! one write per read batch (pipelined requests get one syscall for all replies).
+//!
+//! Two things suspend the loop besides reading: a blocking command (BLPOP & co.)
+//! waits for a wake-up, its deadline, a kill, or the client going away, and then
+//! re-runs the same frame; pub/sub messages for a subscriber arrive on a channel
+//! and are written as they come.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use shoal_client::resp::{decode_request, Args, Decoded, Limits, Proto};
+use bytes::{Buf, Bytes, BytesMut};
+use shoal_client::resp::{decode_request, Args, Decoded, Limits, ReplyWriter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::Receiver;
 
-use crate::exec::resp::{dispatch, Conn, Ctx, ReplyMode, Req};
+use crate::exec::resp::{dispatch, on_disconnect, Block, Conn, Ctx, Req, ReplyMode, TimeoutReply};
 use crate::shared::{now_ms, ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -18,62 +24,76 @@ const READ_CHUNK: usize = 16 * 1024;
 /// for clients that pipeline many large reads.
 const OUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 
+/// Next pub/sub message, or never when not subscribed.
+///
+/// # Cancel safety
+/// `Receiver::recv` is cancel safe.
+async fn next_push(rx: &mut Option<Receiver<Bytes>>) -> Option<Bytes> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Arc<ClientHandle>) {
-    let mut conn = Conn {
-        id: handle.id,
-        proto: Proto::Resp2,
-        authed: !shared.auth_required(),
-        handle: handle.clone(),
-        reply_mode: ReplyMode::On,
-        no_evict: false,
-        no_touch: false,
-        close: false,
-    };
+    let mut conn = Conn::new(handle.clone(), !shared.auth_required());
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut args = Args::new();
-    // Cancel safety: `read_buf` and `Notified` are both cancel safe; the
-    // notified future is created once so a kill is never missed between reads.
+    // Cancel safety: `read_buf`, `Notified` and `recv` are all cancel safe; the
+    // kill future is created once so a kill is never missed between reads.
     let killed = handle.kill.notified();
     tokio::pin!(killed);
     let mut need: usize = 0;
-    loop {
+    // Set when a blocked command was woken: decode again without reading.
+    let mut rerun = false;
+    'conn: loop {
         if handle.killed.load(Ordering::SeqCst) {
             break;
         }
-        let spare = rbuf.capacity() - rbuf.len();
-        if spare < READ_CHUNK / 4 {
-            // Grow toward a known frame size in bounded steps, never by a declared length alone.
-            let want = need.saturating_sub(rbuf.len()).clamp(READ_CHUNK, 1 << 20);
-            rbuf.reserve(want);
-        }
-        let timeout = shared.settings.timeout.load(Ordering::Relaxed);
-        let read = async {
-            if timeout == 0 {
-                stream.read_buf(&mut rbuf).await
-            } else {
-                match tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Ok(0),
-                }
+        if !rerun {
+            let spare = rbuf.capacity() - rbuf.len();
+            if spare < READ_CHUNK / 4 {
+                // Grow toward a known frame size in bounded steps, never by a declared length alone.
+                let want = need.saturating_sub(rbuf.len()).clamp(READ_CHUNK, 1 << 20);
+                rbuf.reserve(want);
             }
-        };
-        let n = tokio::select! {
-            r = read => match r { Ok(n) => n, Err(_) => break },
-            _ = &mut killed => break,
-        };
-        if n == 0 {
-            break;
+            let timeout = shared.settings.timeout.load(Ordering::Relaxed);
+            let idle = conn.subscriptions == 0 && timeout > 0;
+            let read = async {
+                if idle {
+                    match tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(0),
+                    }
+                } else {
+                    stream.read_buf(&mut rbuf).await
+                }
+            };
+            let n = tokio::select! {
+                r = read => match r { Ok(n) => n, Err(_) => break },
+                _ = &mut killed => break,
+                m = next_push(&mut conn.push_rx) => {
+                    match m {
+                        Some(msg) => {
+                            if !write_pushes(shared, &mut stream, &mut out, msg, &mut conn.push_rx).await {
+                                break;
+                            }
+                        }
+                        None => conn.push_rx = None,
+                    }
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            shared.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if rbuf.len() < need {
+                continue;
+            }
         }
-        shared
-            .counters
-            .net_input_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        if rbuf.len() < need {
-            continue;
-        }
+        rerun = false;
         let limits = Limits {
             max_bulk_len: shared.settings.proto_max_bulk_len.load(Ordering::Relaxed) as usize,
             ..Limits::default()
@@ -82,8 +102,9 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         handle.last_ms.store(now, Ordering::Relaxed);
         let mut pos = 0;
         let mut commands = 0u64;
-        let batch = crate::stats::begin_batch();
         let mut fatal = false;
+        let mut blocked: Option<(Block, usize)> = None;
+        let batch = crate::stats::begin_batch();
         loop {
             match decode_request(&rbuf[pos..], &limits, &mut args) {
                 Ok(Decoded::Frame { consumed }) => {
@@ -91,6 +112,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                         let req = Req::new(&rbuf[pos..pos + consumed], &args);
                         execute(shared, &mut conn, &mut out, &req, now);
                         commands += 1;
+                        if let Some(b) = conn.block.take() {
+                            // Leave the frame unconsumed: it runs again when woken.
+                            blocked = Some((b, consumed));
+                            break;
+                        }
+                        conn.block_deadline = None;
                     }
                     pos += consumed;
                     need = 0;
@@ -102,10 +129,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             fatal = true;
                             break;
                         }
-                        shared
-                            .counters
-                            .net_output_bytes
-                            .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
                         out.clear();
                     }
                 }
@@ -115,10 +139,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 }
                 Err(e) => {
                     out.extend_from_slice(e.reply());
-                    shared
-                        .counters
-                        .total_error_replies
-                        .fetch_add(1, Ordering::Relaxed);
+                    shared.counters.total_error_replies.fetch_add(1, Ordering::Relaxed);
                     fatal = true;
                     break;
                 }
@@ -128,27 +149,18 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         rbuf.advance(pos);
         need = need.saturating_sub(pos);
         if commands > 0 {
-            shared
-                .counters
-                .total_commands
-                .fetch_add(commands, Ordering::Relaxed);
+            shared.counters.total_commands.fetch_add(commands, Ordering::Relaxed);
         }
         let limit = shared.settings.query_buffer_limit.load(Ordering::Relaxed) as usize;
         if rbuf.len() > limit {
-            tracing::warn!(
-                client = handle.id,
-                "closing client that reached max query buffer length"
-            );
+            tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
             fatal = true;
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
-            shared
-                .counters
-                .net_output_bytes
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();
             if out.capacity() > 1 << 20 {
                 out = BytesMut::with_capacity(READ_CHUNK);
@@ -160,21 +172,121 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         if fatal || conn.close {
             break;
         }
+        if let Some((block, consumed)) = blocked {
+            match wait_unblocked(shared, &mut stream, &mut rbuf, &mut conn, &block, killed.as_mut()).await {
+                Wakeup::Woken => rerun = true,
+                Wakeup::TimedOut => {
+                    let mut w = ReplyWriter::new(&mut out, conn.proto);
+                    match block.on_timeout {
+                        TimeoutReply::NullArray => w.null_array(),
+                        TimeoutReply::NullBulk => w.null(),
+                    }
+                    conn.block_deadline = None;
+                    rbuf.advance(consumed);
+                    // Pipelined commands after the blocked one run now.
+                    rerun = !rbuf.is_empty();
+                    if stream.write_all(&out).await.is_err() {
+                        break 'conn;
+                    }
+                    out.clear();
+                }
+                Wakeup::Gone => {
+                    conn.block = Some(block);
+                    break 'conn;
+                }
+            }
+        }
     }
+    on_disconnect(shared, &mut conn);
     let _ = stream.shutdown().await;
+}
+
+enum Wakeup {
+    Woken,
+    TimedOut,
+    Gone,
+}
+
+/// Waits until a key of `block` is written, its deadline passes, the client
+/// disconnects or is killed. Always unregisters from the keys before returning.
+async fn wait_unblocked(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    conn: &mut Conn,
+    block: &Block,
+    mut killed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Wakeup {
+    let deadline = block.deadline.map(tokio::time::Instant::from_std);
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let waker = conn.waker.clone();
+    let outcome = loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            _ = waker.notify.notified() => break Wakeup::Woken,
+            _ = &mut sleep => break Wakeup::TimedOut,
+            _ = &mut killed => break Wakeup::Gone,
+            // Keep reading so a disconnect is noticed; what arrives waits its turn.
+            r = stream.read_buf(rbuf) => match r {
+                Ok(0) | Err(_) => break Wakeup::Gone,
+                Ok(n) => {
+                    shared.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if rbuf.len() as u64 > shared.settings.query_buffer_limit.load(Ordering::Relaxed) {
+                        break Wakeup::Gone;
+                    }
+                }
+            },
+        }
+    };
+    if !matches!(outcome, Wakeup::Gone) {
+        for key in &block.keys {
+            let mut g = shared.keyspace.lock(key);
+            g.remove_waiter(key, conn.id);
+            if matches!(outcome, Wakeup::TimedOut) {
+                // A wake-up may have raced with the timeout: pass it on.
+                g.wake_one(key);
+            }
+        }
+    }
+    outcome
+}
+
+/// Writes a pub/sub message plus any others already queued, in one write.
+async fn write_pushes(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+    first: Bytes,
+    rx: &mut Option<Receiver<Bytes>>,
+) -> bool {
+    out.extend_from_slice(&first);
+    if let Some(r) = rx.as_mut() {
+        while out.len() < OUT_HIGH_WATER {
+            match r.try_recv() {
+                Ok(m) => out.extend_from_slice(&m),
+                Err(_) => break,
+            }
+        }
+    }
+    let ok = stream.write_all(out).await.is_ok();
+    shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+    out.clear();
+    ok
 }
 
 /// Runs one command, honouring CLIENT REPLY modes.
 fn execute(shared: &Shared, conn: &mut Conn, out: &mut BytesMut, req: &Req<'_>, now: u64) {
     let mark = out.len();
     let mode = conn.reply_mode;
-    let mut ctx = Ctx {
-        shared,
-        ks: &shared.keyspace,
-        conn: &mut *conn,
-        out: &mut *out,
-        now,
-    };
+    let mut ctx = Ctx { shared, ks: &shared.keyspace, conn: &mut *conn, out: &mut *out, now };
     dispatch(&mut ctx, req);
     match mode {
         ReplyMode::On => {}

@@ -1,6 +1,6 @@
 //! Generic key commands (DEL, EXPIRE, SCAN, RENAME, DUMP/RESTORE...).
 
-use shoal_keyspace::{Entry, Kind};
+use shoal_keyspace::Entry;
 
 use super::{eq, parse_i64, Ctx, Req};
 use crate::dump;
@@ -198,9 +198,7 @@ pub fn persist(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// Redis type name of an entry.
 pub fn type_name(e: &Entry) -> &'static str {
-    match e.kind() {
-        Kind::String => "string",
-    }
+    e.kind().name()
 }
 
 pub fn type_(ctx: &mut Ctx<'_>, req: &Req<'_>) {
@@ -387,11 +385,19 @@ pub fn copy(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         return;
     };
     let (v, exp, flags) = (e.value().to_vec(), e.expire_at(), e.flags());
+    let obj = e.object().cloned();
     if !replace && g.shard(dst).lookup(dst, now).is_some() {
         ctx.w().int(0);
         return;
     }
-    g.shard(dst).insert(dst, &[&v], exp, flags, now);
+    match obj {
+        Some(o) => {
+            g.shard(dst).insert_object(dst, o, exp, now);
+        }
+        None => {
+            g.shard(dst).insert(dst, &[&v], exp, flags, now);
+        }
+    }
     ctx.w().int(1);
 }
 
@@ -459,7 +465,11 @@ pub fn object(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     };
     match *name {
         "encoding" => {
-            let enc = if e.is_raw() { "raw" } else { string_encoding(e.value()) };
+            let enc = match e.object() {
+                Some(o) => o.encoding(),
+                None if e.is_raw() => "raw",
+                None => string_encoding(e.value()),
+            };
             ctx.w().bulk(enc.as_bytes());
         }
         "refcount" => ctx.w().int(1),
@@ -486,6 +496,7 @@ pub fn dump(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let mut g = ctx.ks.lock(key);
     match g.lookup_read(key, ctx.now, true) {
+        Some(e) if !e.is_string() => ctx.err("ERR DUMP of collections is not supported yet"),
         Some(e) => {
             let payload = dump::encode(e);
             ctx.w().bulk(&payload);

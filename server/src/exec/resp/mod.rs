@@ -6,16 +6,25 @@
 //! reply into the connection's output buffer. Handlers never see sockets.
 
 mod admin;
+mod bits;
 mod conn;
+mod hashes;
 mod keys;
+mod lists;
+mod longdouble;
+mod pubsub;
+mod sets;
 mod strings;
+mod tx;
+mod zsets;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use shoal_client::resp::{Args, Proto, ReplyWriter};
-use shoal_keyspace::{Entry, Keyspace};
+use shoal_keyspace::{Entry, Keyspace, Wake};
 
 use crate::shared::{ClientHandle, Shared};
 use crate::stats;
@@ -47,6 +56,11 @@ impl<'a> Req<'a> {
     /// Always false for a dispatched request (it has a name).
     pub fn is_empty(&self) -> bool {
         self.args.is_empty()
+    }
+
+    /// The whole request frame as received (MULTI queues it verbatim).
+    pub fn raw(&self) -> &'a [u8] {
+        self.buf
     }
 
     /// Arguments `from..`.
@@ -84,6 +98,86 @@ pub struct Conn {
     pub no_touch: bool,
     /// Close after flushing (QUIT, CLIENT KILL of self).
     pub close: bool,
+    /// Wakes this connection when a key it is blocked on is written.
+    pub waker: Arc<ConnWaker>,
+    /// Set by a blocking command that found nothing to serve: the connection
+    /// suspends and re-runs the command when woken.
+    pub block: Option<Block>,
+    /// Deadline of the blocking command being retried (kept across re-runs).
+    pub block_deadline: Option<Option<Instant>>,
+    /// Inside EXEC: blocking commands must not block.
+    pub in_exec: bool,
+    /// MULTI state: the raw frames queued so far (None outside MULTI).
+    pub multi: Option<Vec<Vec<u8>>>,
+    /// A command was rejected while queueing: EXEC must abort.
+    pub multi_dirty: bool,
+    /// WATCHed keys.
+    pub watched: Vec<Vec<u8>>,
+    /// Set by any write to a WATCHed key.
+    pub watch_dirty: Arc<AtomicBool>,
+    /// Number of channel + pattern subscriptions (RESP2 subscribed mode when > 0).
+    pub subscriptions: usize,
+    /// Messages for this subscriber (pub/sub), already encoded.
+    pub push_rx: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+}
+
+impl Conn {
+    /// Fresh state for a new RESP connection.
+    pub fn new(handle: Arc<ClientHandle>, authed: bool) -> Conn {
+        Conn {
+            id: handle.id,
+            proto: Proto::Resp2,
+            authed,
+            handle,
+            reply_mode: ReplyMode::On,
+            no_evict: false,
+            no_touch: false,
+            close: false,
+            waker: Arc::new(ConnWaker::default()),
+            block: None,
+            block_deadline: None,
+            in_exec: false,
+            multi: None,
+            multi_dirty: false,
+            watched: Vec::new(),
+            watch_dirty: Arc::new(AtomicBool::new(false)),
+            subscriptions: 0,
+            push_rx: None,
+        }
+    }
+}
+
+/// Wakes a blocked connection (registered with the keyspace per key).
+#[derive(Default)]
+pub struct ConnWaker {
+    /// Notified once per wake; a permit is stored if the connection is not waiting yet.
+    pub notify: tokio::sync::Notify,
+}
+
+impl Wake for ConnWaker {
+    fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// What a blocked command replies when its timeout passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutReply {
+    /// `*-1` (RESP2) / `_` (RESP3): BLPOP, BRPOP, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP.
+    NullArray,
+    /// `$-1` (RESP2) / `_` (RESP3): BLMOVE, BRPOPLPUSH.
+    NullBulk,
+}
+
+/// A blocking command waiting for keys.
+#[derive(Debug)]
+pub struct Block {
+    /// Keys the client is registered on.
+    pub keys: Vec<Vec<u8>>,
+    /// When to give up (None = wait forever).
+    pub deadline: Option<Instant>,
+    /// Reply on timeout.
+    pub on_timeout: TimeoutReply,
 }
 
 /// Everything a handler may touch.
@@ -143,6 +237,33 @@ impl Ctx<'_> {
         }
     }
 
+    /// Blocking commands: registers this client on `keys` and asks the connection
+    /// to suspend; the command is re-run when one of the keys is written, or
+    /// `on_timeout` is replied once `timeout` (None = forever) has passed since
+    /// the command first blocked. After calling this, re-check the keys: if the
+    /// command can be served now, serve it and call [`unblock`](Self::unblock).
+    pub fn block_on(&mut self, keys: &[&[u8]], timeout: Option<Duration>, on_timeout: TimeoutReply) {
+        let id = self.conn.id;
+        for key in keys {
+            let w: Arc<dyn Wake> = self.conn.waker.clone();
+            self.ks.lock(key).add_waiter(key, id, w);
+        }
+        let deadline = *self
+            .conn
+            .block_deadline
+            .get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+        self.conn.block = Some(Block { keys: keys.iter().map(|k| k.to_vec()).collect(), deadline, on_timeout });
+    }
+
+    /// Cancels [`block_on`](Self::block_on) (the command was served after all).
+    pub fn unblock(&mut self) {
+        if let Some(b) = self.conn.block.take() {
+            for key in &b.keys {
+                self.ks.lock(key).remove_waiter(key, self.conn.id);
+            }
+        }
+    }
+
     /// Writes an entry's value as a bulk string.
     pub fn bulk_entry(&mut self, e: Option<&Entry>) {
         match e {
@@ -171,6 +292,8 @@ pub mod flags {
     pub const ADMIN: u16 = 32;
     /// Connection-level.
     pub const CONN: u16 = 64;
+    /// Runs without the shared gate (EXEC takes it exclusively itself).
+    pub const EXCLUSIVE: u16 = 128;
 }
 
 /// A command table row.
@@ -189,24 +312,44 @@ pub struct Spec {
     pub id: usize,
 }
 
-macro_rules! table {
+/// Builds command table rows: `name, arity, flags, (first, last, step), handler;`.
+/// Each command module lists its rows with this macro in a `table()` function.
+macro_rules! rows {
     ($( $name:literal, $arity:expr, $flags:expr, $keys:expr, $h:path; )*) => {
-        /// Every command this server implements.
-        pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
-            let mut v = vec![$( Spec { name: $name, arity: $arity, flags: $flags, keys: $keys, handler: $h, id: 0 } ),*];
-            for (i, s) in v.iter_mut().enumerate() { s.id = i; }
-            v
-        });
+        vec![$( $crate::exec::resp::Spec { name: $name, arity: $arity, flags: $flags, keys: $keys, handler: $h, id: 0 } ),*]
     };
 }
+pub(crate) use rows;
 
-use flags::*;
-const NK: (i32, i32, i32) = (0, 0, 0);
-const K1: (i32, i32, i32) = (1, 1, 1);
-const KALL: (i32, i32, i32) = (1, -1, 1);
-const K12: (i32, i32, i32) = (1, 2, 1);
+/// Every command this server implements. GET and SET must stay rows 0 and 1
+/// (the lookup fast path relies on it).
+pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
+    let mut v = core_table();
+    v.extend(hashes::table());
+    v.extend(lists::table());
+    v.extend(sets::table());
+    v.extend(zsets::table());
+    v.extend(tx::table());
+    v.extend(pubsub::table());
+    v.extend(bits::table());
+    for (i, s) in v.iter_mut().enumerate() {
+        s.id = i;
+    }
+    v
+});
 
-table! {
+pub(crate) use flags::*;
+/// No keys.
+pub(crate) const NK: (i32, i32, i32) = (0, 0, 0);
+/// One key at argument 1.
+pub(crate) const K1: (i32, i32, i32) = (1, 1, 1);
+/// Every argument from 1 is a key.
+pub(crate) const KALL: (i32, i32, i32) = (1, -1, 1);
+/// Keys at arguments 1 and 2.
+pub(crate) const K12: (i32, i32, i32) = (1, 2, 1);
+
+fn core_table() -> Vec<Spec> {
+    rows! {
     "get", 2, READONLY | FAST, K1, strings::get;
     "set", -3, WRITE | DENYOOM, K1, strings::set;
     "setnx", 3, WRITE | DENYOOM | FAST, K1, strings::setnx;
@@ -267,6 +410,7 @@ table! {
     "flushdb", -1, WRITE, NK, admin::flushdb;
     "flushall", -1, WRITE, NK, admin::flushall;
     "time", 1, FAST, NK, admin::time;
+    }
 }
 
 /// Number of commands (stats arrays are this long).
@@ -342,26 +486,68 @@ pub fn arity_error(ctx: &mut Ctx<'_>, name: &str) {
     ));
 }
 
-/// Executes one request and writes its reply.
+/// Commands allowed in RESP2 subscribed mode.
+const SUBSCRIBED_OK: &[&str] = &[
+    "ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset",
+];
+
+/// Commands executed immediately even inside MULTI.
+const NOT_QUEUED: &[&str] = &["exec", "discard", "multi", "watch", "quit", "reset"];
+
+/// Rejects a command with an error; inside MULTI that also dooms the transaction
+/// (EXEC will reply EXECABORT), as in Redis' `rejectCommand`.
+fn reject(ctx: &mut Ctx<'_>, msg: &str) {
+    if ctx.conn.multi.is_some() {
+        ctx.conn.multi_dirty = true;
+    }
+    ctx.err(msg);
+}
+
+/// Executes one request and writes its reply. Checks run in Redis'
+/// `processCommand` order: unknown command, arity, auth, OOM, subscribed
+/// mode, then MULTI queueing.
 pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let Some(spec) = lookup(req.arg(0)) else {
         let msg = unknown_command(req);
-        ctx.err(&msg);
+        reject(ctx, &msg);
         return;
     };
-    if !ctx.conn.authed && spec.flags & NOAUTH == 0 {
-        ctx.err("NOAUTH Authentication required.");
-        return;
-    }
     let n = req.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        arity_error(ctx, spec.name);
+        let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
+        reject(ctx, &msg);
         return;
     }
-    if spec.flags & DENYOOM != 0 && !ctx.conn.no_evict && ctx.ks.over_limit() && !ctx.make_room() {
+    if !ctx.conn.authed && spec.flags & NOAUTH == 0 {
+        reject(ctx, "NOAUTH Authentication required.");
         return;
     }
-    (spec.handler)(ctx, req);
+    if spec.flags & DENYOOM != 0 && !ctx.conn.no_evict && ctx.ks.over_limit() && ctx.ks.make_room(ctx.now).is_err() {
+        reject(ctx, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    if ctx.conn.subscriptions > 0 && ctx.conn.proto == Proto::Resp2 && !SUBSCRIBED_OK.contains(&spec.name) {
+        let msg = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        );
+        ctx.err(&msg);
+        return;
+    }
+    if let Some(queue) = ctx.conn.multi.as_mut() {
+        if !NOT_QUEUED.contains(&spec.name) {
+            queue.push(req.raw().to_vec());
+            ctx.w().simple(b"QUEUED");
+            return;
+        }
+    }
+    if spec.flags & EXCLUSIVE != 0 || ctx.conn.in_exec {
+        // EXEC takes every worker's gate itself, and its queued commands run under it.
+        (spec.handler)(ctx, req);
+    } else {
+        let _gate = ctx.shared.gate_read();
+        (spec.handler)(ctx, req);
+    }
     stats::record(spec.id);
 }
 
@@ -441,3 +627,18 @@ mod tests {
 }
 
 pub use admin::rss_bytes;
+
+/// Releases everything a RESP connection holds in shared structures (WATCHes,
+/// blocked-key registrations, pub/sub subscriptions). Called once on disconnect.
+pub fn on_disconnect(shared: &Shared, conn: &mut Conn) {
+    if let Some(b) = conn.block.take() {
+        for key in &b.keys {
+            let mut g = shared.keyspace.lock(key);
+            g.remove_waiter(key, conn.id);
+            // A wake-up may have been meant for us: pass it on.
+            g.wake_one(key);
+        }
+    }
+    tx::on_disconnect(shared, conn);
+    pubsub::on_disconnect(shared, conn);
+}

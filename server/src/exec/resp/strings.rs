@@ -1,8 +1,20 @@
 //! String commands (GET, SET and friends), Redis 7.0 semantics.
 
-use shoal_client::resp::format_incrbyfloat;
+use shoal_keyspace::Entry;
 
-use super::{eq, parse_i64, Ctx, Req};
+use super::{eq, longdouble, parse_i64, Ctx, Req};
+
+/// Passes a looked-up entry through if it is a string (or absent); replies
+/// WRONGTYPE and returns Err when it holds a collection.
+pub fn string_entry<'g>(ctx: &mut Ctx<'_>, e: Option<&'g Entry>) -> Result<Option<&'g Entry>, ()> {
+    match e {
+        Some(e) if !e.is_string() => {
+            ctx.wrongtype();
+            Err(())
+        }
+        other => Ok(other),
+    }
+}
 
 /// Parsed expiry option of SET/GETEX.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -126,7 +138,9 @@ pub fn get(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let no_touch = ctx.conn.no_touch;
     let mut g = ctx.ks.lock(key);
-    let e = g.lookup_read(key, ctx.now, no_touch);
+    let Ok(e) = string_entry(ctx, g.lookup_read(key, ctx.now, no_touch)) else {
+        return;
+    };
     match e {
         Some(e) => ctx.w().bulk(e.value()),
         None => ctx.w().null(),
@@ -147,6 +161,14 @@ pub fn set(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let mut g = ctx.ks.lock(key);
     let old = g.lookup(key, now);
     let exists = old.is_some();
+    let old = if get_old {
+        let Ok(old) = string_entry(ctx, old) else {
+            return;
+        };
+        old
+    } else {
+        old
+    };
     if get_old {
         match old {
             Some(e) => ctx.w().bulk(e.value()),
@@ -212,8 +234,8 @@ pub fn mget(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     for key in req.rest(1) {
         let mut g = ctx.ks.lock(key);
         match g.lookup_read(key, ctx.now, no_touch) {
-            Some(e) => ctx.w().bulk(e.value()),
-            None => ctx.w().null(),
+            Some(e) if e.is_string() => ctx.w().bulk(e.value()),
+            _ => ctx.w().null(),
         }
     }
 }
@@ -264,7 +286,9 @@ pub fn getset(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let (key, val) = (req.arg(1), req.arg(2));
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
-    let old = g.lookup(key, now);
+    let Ok(old) = string_entry(ctx, g.lookup(key, now)) else {
+        return;
+    };
     ctx.bulk_entry(old);
     g.insert(key, &[val], None, 0, now);
 }
@@ -273,6 +297,9 @@ pub fn getdel(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
+    if string_entry(ctx, g.lookup(key, now)).is_err() {
+        return;
+    }
     let old = g.remove(key, now);
     ctx.bulk_entry(old.as_ref());
 }
@@ -289,7 +316,10 @@ pub fn getex(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let now = ctx.now;
     let no_touch = ctx.conn.no_touch;
     let mut g = ctx.ks.lock(key);
-    let Some(e) = g.lookup_read(key, now, no_touch) else {
+    let Ok(e) = string_entry(ctx, g.lookup_read(key, now, no_touch)) else {
+        return;
+    };
+    let Some(e) = e else {
         ctx.w().null();
         return;
     };
@@ -326,7 +356,10 @@ pub fn append(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let (key, val) = (req.arg(1), req.arg(2));
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
-    match g.lookup(key, now) {
+    let Ok(cur) = string_entry(ctx, g.lookup(key, now)) else {
+        return;
+    };
+    match cur {
         Some(e) => {
             let total = (e.value().len() + val.len()) as u64;
             if too_big(ctx, total) {
@@ -347,7 +380,10 @@ pub fn append(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 pub fn strlen(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let mut g = ctx.ks.lock(key);
-    let n = g.lookup(key, ctx.now).map_or(0, |e| e.value().len());
+    let Ok(e) = string_entry(ctx, g.lookup_read(key, ctx.now, true)) else {
+        return;
+    };
+    let n = e.map_or(0, |e| e.value().len());
     ctx.w().int(n as i64);
 }
 
@@ -355,7 +391,10 @@ pub fn strlen(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) {
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
-    let (cur, exp, flags) = match g.lookup(key, now) {
+    let Ok(cur) = string_entry(ctx, g.lookup(key, now)) else {
+        return;
+    };
+    let (cur, exp, flags) = match cur {
         Some(e) => match parse_i64(e.value()) {
             Some(v) => (v, e.expire_at(), e.flags()),
             None => {
@@ -398,6 +437,7 @@ pub fn decrby(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 }
 
 /// Parses a float the way Redis' `string2ld` accepts it (no spaces, finite or inf).
+#[cfg(test)]
 pub fn parse_float(b: &[u8]) -> Option<f64> {
     if b.is_empty()
         || b.len() > 5000
@@ -416,30 +456,34 @@ pub fn parse_float(b: &[u8]) -> Option<f64> {
     Some(v)
 }
 
+/// INCRBYFLOAT in software-emulated x87 `long double`, so every result is the
+/// text redis-server prints (see `longdouble`).
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let now = ctx.now;
-    let Some(incr) = parse_float(req.arg(2)) else {
+    let Some(incr) = longdouble::parse(req.arg(2)) else {
         ctx.err("ERR value is not a valid float");
         return;
     };
     let mut g = ctx.ks.lock(key);
-    let (cur, exp, flags) = match g.lookup(key, now) {
-        Some(e) => match parse_float(e.value()) {
+    let Ok(cur) = string_entry(ctx, g.lookup(key, now)) else {
+        return;
+    };
+    let (cur, exp, flags) = match cur {
+        Some(e) => match longdouble::parse(e.value()) {
             Some(v) => (v, e.expire_at(), e.flags()),
             None => {
                 ctx.err("ERR value is not a valid float");
                 return;
             }
         },
-        None => (0.0, None, 0),
+        None => (longdouble::parse(b"0").expect("zero parses"), None, 0),
     };
-    let new = cur + incr;
-    if !new.is_finite() {
+    let Some(new) = longdouble::add(cur, incr) else {
         ctx.err("ERR increment would produce NaN or Infinity");
         return;
-    }
-    let text = format_incrbyfloat(new);
+    };
+    let text = longdouble::format_human(new);
     g.insert(key, &[text.as_bytes()], exp, flags, now);
     ctx.w().bulk(text.as_bytes());
 }
@@ -452,7 +496,10 @@ pub fn getrange(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let mut g = ctx.ks.lock(key);
     let no_touch = ctx.conn.no_touch;
-    let Some(e) = g.lookup_read(key, ctx.now, no_touch) else {
+    let Ok(e) = string_entry(ctx, g.lookup_read(key, ctx.now, no_touch)) else {
+        return;
+    };
+    let Some(e) = e else {
         ctx.w().bulk(b"");
         return;
     };
@@ -492,7 +539,9 @@ pub fn setrange(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let (key, val) = (req.arg(1), req.arg(3));
     let now = ctx.now;
     let mut g = ctx.ks.lock(key);
-    let cur = g.lookup(key, now);
+    let Ok(cur) = string_entry(ctx, g.lookup(key, now)) else {
+        return;
+    };
     let cur_len = cur.map_or(0, |e| e.value().len());
     if val.is_empty() {
         ctx.w().int(cur_len as i64);

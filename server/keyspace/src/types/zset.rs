@@ -1,0 +1,29 @@
+//! Redis ZSet values.
+
+/// A zset value.
+#[derive(Clone, Debug, Default)]
+pub struct ZSet {
+    len: usize,
+}
+
+impl ZSet {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Approximate allocated bytes.
+    pub fn mem_usage(&self) -> usize {
+        0
+    }
+
+    /// OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        "listpack"
+    }
+}
