@@ -271,7 +271,8 @@ pub(crate) fn decode<'a>(
             let flags = MetaFlags::new(t.after(1));
             let p = preparse(key, &flags);
             if let Some(e) = p.error {
-                let e = if cmd == MetaCmd::Arithmetic {
+                // memcached 1.6 answers every flag error of `ma` and `md` alike.
+                let e = if matches!(cmd, MetaCmd::Arithmetic | MetaCmd::Delete) {
                     MA_BAD_FLAG
                 } else {
                     e

@@ -14,7 +14,9 @@
 //! | u8   | u32    |  u64   | varint | varint | u64 if bit | u32 ... |     |       |
 //! +------+--------+--------+--------+--------+------------+---------+-----+-------+
 //! tag: bit0 = has expire_at (unix ms), bit1 = has client flags,
-//!      bit2 = "raw" (modified in place, for OBJECT ENCODING), bits 4..8 = kind
+//!      bit2 = "raw" (modified in place, for OBJECT ENCODING),
+//!      bit3 = fetched (memcache `mg h`), bits 4..7 = kind,
+//!      bit7 = key was given base64-encoded (memcache meta `b`)
 //! ```
 //!
 //! Invariant: an `Entry` always points at an allocation of exactly
@@ -28,6 +30,9 @@ use crate::object::Object;
 const TAG_EXPIRE: u8 = 1;
 const TAG_FLAGS: u8 = 2;
 const TAG_RAW: u8 = 4;
+const TAG_FETCHED: u8 = 8;
+const KIND_MASK: u8 = 0x70;
+const TAG_BINARY_KEY: u8 = 0x80;
 const FIXED: usize = 1 + 4 + 8;
 
 /// What kind of value an entry holds. Strings live inline in the entry; the
@@ -253,7 +258,7 @@ impl Entry {
     /// The value bytes of a string entry (empty for collections: check [`kind`](Self::kind)).
     #[inline]
     pub fn value(&self) -> &[u8] {
-        if self.header()[0] >> 4 != 0 {
+        if (self.header()[0] >> 4) & 7 != 0 {
             return &[];
         }
         self.raw_value()
@@ -280,13 +285,13 @@ impl Entry {
     /// The value kind.
     #[inline]
     pub fn kind(&self) -> Kind {
-        Kind::from_bits(self.header()[0] >> 4)
+        Kind::from_bits((self.header()[0] >> 4) & 7)
     }
 
     /// Whether this is a string entry.
     #[inline]
     pub fn is_string(&self) -> bool {
-        self.header()[0] >> 4 == 0
+        (self.header()[0] >> 4) & 7 == 0
     }
 
     fn object_ptr(&self) -> Option<*mut Object> {
@@ -368,6 +373,29 @@ impl Entry {
         unsafe { *self.0.as_ptr() |= TAG_RAW }
     }
 
+    /// Whether a memcache read has fetched this item since it was written.
+    pub fn fetched(&self) -> bool {
+        self.header()[0] & TAG_FETCHED != 0
+    }
+
+    /// Marks the item fetched.
+    pub fn set_fetched(&mut self) {
+        // SAFETY: byte 0 is inside the allocation; `&mut self` is exclusive.
+        unsafe { *self.0.as_ptr() |= TAG_FETCHED }
+    }
+
+    /// Whether the key was stored through a base64 (`b`) meta command: memcached
+    /// then echoes it base64-encoded with a `b` flag.
+    pub fn binary_key(&self) -> bool {
+        self.header()[0] & TAG_BINARY_KEY != 0
+    }
+
+    /// Marks the key as binary (see [`binary_key`](Self::binary_key)).
+    pub fn set_binary_key(&mut self) {
+        // SAFETY: byte 0 is inside the allocation; `&mut self` is exclusive.
+        unsafe { *self.0.as_ptr() |= TAG_BINARY_KEY }
+    }
+
     /// Updates the CAS id in place.
     pub fn set_cas(&mut self, cas: u64) {
         // SAFETY: bytes 5..13 are inside the allocation; `&mut self` is exclusive.
@@ -422,7 +450,7 @@ impl Entry {
     /// Forgets the collection pointer so Drop frees only the allocation.
     fn disown_object(&mut self) {
         // SAFETY: byte 0 is inside the allocation; `&mut self` is exclusive.
-        unsafe { *self.0.as_ptr() &= 0x0f }
+        unsafe { *self.0.as_ptr() &= !KIND_MASK }
     }
 }
 

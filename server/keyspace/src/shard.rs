@@ -284,6 +284,28 @@ impl<'a> ShardGuard<'a> {
         cas
     }
 
+    /// Marks `key` as stored under a base64 (binary) key.
+    pub fn mark_binary_key(&mut self, key: &[u8]) {
+        let hash = self.ks.hash(key);
+        if let Some(idx) = self.find_index(hash, key) {
+            self.entry_at_mut(idx).set_binary_key();
+        }
+    }
+
+    /// Marks `key` fetched (memcache reads); returns whether it already was.
+    pub fn mark_fetched(&mut self, key: &[u8]) -> bool {
+        let hash = self.ks.hash(key);
+        match self.find_index(hash, key) {
+            Some(idx) => {
+                let e = self.entry_at_mut(idx);
+                let was = e.fetched();
+                e.set_fetched();
+                was
+            }
+            None => false,
+        }
+    }
+
     /// Marks `key`'s value as edited in place (OBJECT ENCODING `raw`).
     pub fn mark_raw(&mut self, key: &[u8]) {
         let hash = self.ks.hash(key);

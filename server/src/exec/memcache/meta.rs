@@ -204,6 +204,8 @@ fn echo_flags(r: &mut MetaReply<'_>, flags: &MetaFlags<'_>, key: &[u8], b64: boo
 // --- mg ----------------------------------------------------------------------
 
 struct Snap {
+    fetched: bool,
+    binary_key: bool,
     flags: u32,
     cas: u64,
     at: Option<u64>,
@@ -221,7 +223,9 @@ fn mg(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
     let mut g = ks.lock(key);
     let st = conn.stats();
     st.cmd_get += 1;
-    let found = g.lookup_read(key, now, no_touch).map(|e| Snap {
+    let found = g.lookup_read(key, now, no_touch).filter(|e| e.is_string()).map(|e| Snap {
+        fetched: e.fetched(),
+        binary_key: e.binary_key(),
         flags: e.flags(),
         cas: e.cas(),
         at: e.expire_at(),
@@ -229,6 +233,9 @@ fn mg(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
         idle: ks.idle_seconds(e, now),
     });
     if found.is_some() {
+        if !f.has(b'u') {
+            g.mark_fetched(key);
+        }
         st.get_hits += 1;
     } else {
         st.get_misses += 1;
@@ -243,6 +250,8 @@ fn mg(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
                 let cas = put(&mut g, key, &[], at, 0, now);
                 created = true;
                 Snap {
+                    fetched: false,
+                    binary_key: m.key_was_b64,
                     flags: 0,
                     cas,
                     at: None,
@@ -309,13 +318,12 @@ fn mg(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
                 r.flag_uint(b'l', snap.idle);
             }
             b'h' => {
-                // Shoal does not track "fetched before" (see module docs).
-                r.flag(b'h', b"0");
+                r.flag(b'h', if snap.fetched { b"1" } else { b"0" });
             }
             b'O' => {
                 r.flag(b'O', tok);
             }
-            b'k' => key_flag(&mut r, key, m.key_was_b64),
+            b'k' => key_flag(&mut r, key, m.key_was_b64 || snap.binary_key),
             _ => {}
         }
     }
@@ -395,6 +403,9 @@ fn ms(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
         let keep = state_get(ks, key, old_cas) & TOKEN_SENT;
         state_set(ks, key, new_cas, STALE | keep);
     });
+    if m.key_was_b64 && matches!(r, Stored::Yes(_)) {
+        ks.lock(key).mark_binary_key(key);
+    }
     let (code, cas): (&[u8; 2], u64) = match r {
         Stored::Yes(c) => (b"HD", c),
         Stored::No => (b"NS", 0),

@@ -32,7 +32,7 @@ pub(super) fn get(
             None => {
                 let st = conn.stats();
                 st.cmd_get += 1;
-                match g.lookup_read(key, now, false) {
+                match g.lookup_read(key, now, false).filter(|e| e.is_string()) {
                     Some(e) => {
                         st.get_hits += 1;
                         reply::value(out, key, e.flags(), e.value(), cas.then(|| e.cas()));
@@ -48,7 +48,7 @@ pub(super) fn get(
                 // gat counts as a touch only (cmd_touch, touch_hits/misses), as in memcached.
                 let st = conn.stats();
                 st.cmd_touch += 1;
-                let hit = match g.lookup_read(key, now, false) {
+                let hit = match g.lookup_read(key, now, false).filter(|e| e.is_string()) {
                     Some(e) => {
                         // Touching keeps the value, flags and CAS id: reply first.
                         reply::value(out, key, e.flags(), e.value(), cas.then(|| e.cas()));
@@ -69,7 +69,10 @@ pub(super) fn get(
                 hit
             }
         };
-        let _ = hit;
+        if hit {
+            // memcached's ITEM_FETCHED, reported by `mg <key> h`.
+            g.mark_fetched(key);
+        }
     }
     reply::end(out);
 }
@@ -129,7 +132,7 @@ pub(super) fn do_store(
     let st = conn.stats();
     st.cmd_set += 1;
     let old = g
-        .lookup(op.key, now)
+        .lookup(op.key, now).filter(|e| e.is_string())
         .map(|e| (e.cas(), e.flags(), e.expire_at()));
     let outcome = match old {
         Some((old_cas, old_flags, old_at)) => {
@@ -157,7 +160,7 @@ pub(super) fn do_store(
                         Stored::Exists
                     } else {
                         let old_val = g
-                            .lookup(op.key, now)
+                            .lookup(op.key, now).filter(|e| e.is_string())
                             .map(|e| e.value().to_vec())
                             .unwrap_or_default();
                         if item_size(op.key.len(), old_val.len() + op.data.len(), old_flags) > max {
@@ -365,7 +368,7 @@ pub(super) fn touch(
     let at = expire_at(exptime, now);
     let mut g = shared.keyspace.lock(key);
     // memcached's touch bumps the item and keeps its CAS id.
-    let hit = g.lookup_read(key, now, false).is_some()
+    let hit = g.lookup_read(key, now, false).filter(|e| e.is_string()).is_some()
         && g.update_meta(key, now, false, |m| m.expire_at = at);
     if hit && at.is_some_and(|a| a <= now) {
         g.remove(key, now);
