@@ -10,11 +10,16 @@
 //! so a Redis payload is refused with Redis' own "version or checksum" error
 //! rather than misread. The checksum covers everything before it.
 
-use shoal_keyspace::{Entry, Kind};
+use shoal_keyspace::types::{Hash, List, Set, ZSet};
+use shoal_keyspace::{Entry, Kind, Object};
 
 /// Current payload version.
 pub const VERSION: u16 = 0x5301;
 const KIND_STRING: u8 = 0;
+const KIND_HASH: u8 = 1;
+const KIND_LIST: u8 = 2;
+const KIND_SET: u8 = 3;
+const KIND_ZSET: u8 = 4;
 
 /// Why a payload was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,6 +28,15 @@ pub enum DumpError {
     Version,
     /// Checksum fine but the body is malformed.
     Format,
+}
+
+/// A restored value.
+#[derive(Debug)]
+pub enum Restored {
+    /// String bytes.
+    String(Vec<u8>),
+    /// A collection.
+    Object(Object),
 }
 
 fn fnv1a(data: &[u8]) -> u64 {
@@ -34,46 +48,66 @@ fn fnv1a(data: &[u8]) -> u64 {
     h
 }
 
-/// Serializes an entry's value.
-pub fn encode(e: &Entry) -> Vec<u8> {
-    let v = e.value();
-    let mut out = Vec::with_capacity(v.len() + 16);
-    // Collections get their own kinds with the data-types work (#3); until then
-    // DUMP of a collection is refused by the caller.
-    debug_assert_eq!(e.kind(), Kind::String);
-    out.push(KIND_STRING);
-    let mut n = v.len();
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
     }
     out.push(n as u8);
-    out.extend_from_slice(v);
+}
+
+/// Serializes an entry's value (string or collection).
+pub fn encode(e: &Entry) -> Vec<u8> {
+    let mut body = Vec::new();
+    let kind = match e.object() {
+        None => {
+            body.extend_from_slice(e.value());
+            KIND_STRING
+        }
+        Some(Object::Hash(h)) => {
+            h.dump(&mut body);
+            KIND_HASH
+        }
+        Some(Object::List(l)) => {
+            l.dump(&mut body);
+            KIND_LIST
+        }
+        Some(Object::Set(s)) => {
+            s.dump(&mut body);
+            KIND_SET
+        }
+        Some(Object::ZSet(z)) => {
+            z.dump(&mut body);
+            KIND_ZSET
+        }
+    };
+    debug_assert_eq!(kind == KIND_STRING, e.kind() == Kind::String);
+    let mut out = Vec::with_capacity(body.len() + 16);
+    out.push(kind);
+    put_len(&mut out, body.len());
+    out.extend_from_slice(&body);
     out.extend_from_slice(&VERSION.to_le_bytes());
     let sum = fnv1a(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }
 
-/// Parses a payload back into a string value.
+/// Parses a payload back into a value.
 ///
 /// # Errors
 /// [`DumpError`] for foreign, corrupted or malformed payloads.
-pub fn decode(p: &[u8]) -> Result<Vec<u8>, DumpError> {
+pub fn decode(p: &[u8]) -> Result<Restored, DumpError> {
     if p.len() < 10 + 2 {
         return Err(DumpError::Version);
     }
     let (body, sum) = p.split_at(p.len() - 8);
     let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
-    if version != VERSION
-        || fnv1a(body) != u64::from_le_bytes(sum.try_into().map_err(|_| DumpError::Version)?)
-    {
+    let sum = u64::from_le_bytes(sum.try_into().map_err(|_| DumpError::Version)?);
+    if version != VERSION || fnv1a(body) != sum {
         return Err(DumpError::Version);
     }
     let body = &body[..body.len() - 2];
-    if body.first() != Some(&KIND_STRING) {
-        return Err(DumpError::Format);
-    }
+    let kind = *body.first().ok_or(DumpError::Format)?;
     let (mut len, mut shift, mut i) = (0usize, 0u32, 1usize);
     loop {
         let b = *body.get(i).ok_or(DumpError::Format)?;
@@ -90,7 +124,20 @@ pub fn decode(p: &[u8]) -> Result<Vec<u8>, DumpError> {
     if body.len() - i != len {
         return Err(DumpError::Format);
     }
-    Ok(body[i..].to_vec())
+    let data = &body[i..];
+    let obj = match kind {
+        KIND_STRING => return Ok(Restored::String(data.to_vec())),
+        KIND_HASH => Hash::restore(data).map(Object::Hash),
+        KIND_LIST => List::restore(data).map(Object::List),
+        KIND_SET => Set::restore(data).map(Object::Set),
+        KIND_ZSET => ZSet::restore(data).map(Object::ZSet),
+        _ => None,
+    };
+    match obj {
+        // An empty collection is never stored (Redis deletes empty collections).
+        Some(o) if !o.is_empty() => Ok(Restored::Object(o)),
+        _ => Err(DumpError::Format),
+    }
 }
 
 #[cfg(test)]
@@ -104,16 +151,19 @@ mod tests {
             let v: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let e = Entry::new(b"k", &[&v], &Meta::default());
             let p = encode(&e);
-            assert_eq!(decode(&p).unwrap(), v);
+            match decode(&p).unwrap() {
+                Restored::String(got) => assert_eq!(got, v),
+                other => panic!("{other:?}"),
+            }
             let mut bad = p.clone();
             bad[1] ^= 1;
-            assert_eq!(decode(&bad), Err(DumpError::Version));
+            assert_eq!(decode(&bad).unwrap_err(), DumpError::Version);
         }
         // A Redis 7 payload (RDB version 10) is refused.
         assert_eq!(
-            decode(b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17"),
-            Err(DumpError::Version)
+            decode(b"\x00\x03bar\n\x00\xe6\xbeI`\xeef\xfd\x17").unwrap_err(),
+            DumpError::Version
         );
-        assert_eq!(decode(b""), Err(DumpError::Version));
+        assert_eq!(decode(b"").unwrap_err(), DumpError::Version);
     }
 }

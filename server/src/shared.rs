@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use dashmap::DashMap;
 use crossbeam::utils::CachePadded;
+use dashmap::DashMap;
 use parking_lot::RwLock;
 use shoal_keyspace::{Keyspace, KeyspaceConfig};
 use tokio::sync::Notify;
@@ -103,6 +103,47 @@ pub struct Counters {
     pub mc: McCounters,
 }
 
+impl Counters {
+    /// Calls `f(self.x, other.x)` for every counter `x`.
+    pub fn for_each_pair(&self, other: &Counters, mut f: impl FnMut(&AtomicU64, &AtomicU64)) {
+        let (a, b) = (self, other);
+        for (x, y) in [
+            (&a.total_connections, &b.total_connections),
+            (&a.rejected_connections, &b.rejected_connections),
+            (&a.total_commands, &b.total_commands),
+            (&a.net_input_bytes, &b.net_input_bytes),
+            (&a.net_output_bytes, &b.net_output_bytes),
+            (&a.total_error_replies, &b.total_error_replies),
+        ] {
+            f(x, y);
+        }
+        let (a, b) = (&self.mc, &other.mc);
+        for (x, y) in [
+            (&a.cmd_get, &b.cmd_get),
+            (&a.cmd_set, &b.cmd_set),
+            (&a.cmd_flush, &b.cmd_flush),
+            (&a.cmd_touch, &b.cmd_touch),
+            (&a.get_hits, &b.get_hits),
+            (&a.get_misses, &b.get_misses),
+            (&a.get_expired, &b.get_expired),
+            (&a.delete_hits, &b.delete_hits),
+            (&a.delete_misses, &b.delete_misses),
+            (&a.incr_hits, &b.incr_hits),
+            (&a.incr_misses, &b.incr_misses),
+            (&a.decr_hits, &b.decr_hits),
+            (&a.decr_misses, &b.decr_misses),
+            (&a.cas_misses, &b.cas_misses),
+            (&a.cas_hits, &b.cas_hits),
+            (&a.cas_badval, &b.cas_badval),
+            (&a.touch_hits, &b.touch_hits),
+            (&a.touch_misses, &b.touch_misses),
+            (&a.total_items, &b.total_items),
+        ] {
+            f(x, y);
+        }
+    }
+}
+
 /// memcached `stats` counters that the keyspace does not keep.
 #[derive(Default)]
 pub struct McCounters {
@@ -158,10 +199,14 @@ pub struct Shared {
     pub clients: DashMap<u64, Arc<ClientHandle>>,
     /// Connected client count (maxclients check without walking the map).
     pub connected: AtomicUsize,
+    /// Clients waiting in a blocking command (INFO `blocked_clients`).
+    pub blocked: AtomicUsize,
     /// Next client id.
     pub next_client_id: AtomicU64,
     /// Counters.
-    pub counters: Counters,
+    /// Counters, one block per worker thread (summed when read) so hot-path
+    /// increments never bounce a cache line between cores.
+    pub counter_blocks: Box<[CachePadded<Counters>]>,
     /// Process start.
     pub started: Instant,
     /// Unix second of start.
@@ -226,14 +271,19 @@ impl Shared {
         Shared {
             keyspace,
             threads,
-            gates: (0..threads.max(1)).map(|_| CachePadded::new(RwLock::new(()))).collect(),
+            gates: (0..threads.max(1))
+                .map(|_| CachePadded::new(RwLock::new(())))
+                .collect(),
             pubsub: crate::pubsub::PubSub::default(),
             config,
             settings,
             clients: DashMap::new(),
             connected: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
-            counters: Counters::default(),
+            counter_blocks: (0..threads.max(1))
+                .map(|_| CachePadded::new(Counters::default()))
+                .collect(),
             started: Instant::now(),
             started_unix: now_ms() / 1000,
             run_id,
@@ -252,6 +302,31 @@ impl Shared {
     /// Whether a password is required.
     pub fn auth_required(&self) -> bool {
         self.settings.requirepass.read().is_some()
+    }
+
+    /// This worker's counter block (for increments).
+    #[inline]
+    pub fn counters(&self) -> &Counters {
+        let i = WORKER.with(|w| w.get()) % self.counter_blocks.len();
+        &self.counter_blocks[i]
+    }
+
+    /// All counters summed over workers (for INFO / stats).
+    pub fn counters_sum(&self) -> Counters {
+        let sum = Counters::default();
+        for b in self.counter_blocks.iter() {
+            b.for_each_pair(&sum, |from, to| {
+                to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            });
+        }
+        sum
+    }
+
+    /// Applies `f` to every block (CONFIG RESETSTAT, `stats reset`).
+    pub fn counters_each(&self, mut f: impl FnMut(&Counters)) {
+        for b in self.counter_blocks.iter() {
+            f(b);
+        }
     }
 
     /// This worker's gate, for the duration of one command.

@@ -188,7 +188,7 @@ pub fn publish_gauges(shared: &Shared) {
     counter!("shoal_keyspace_misses_total").absolute(st.misses);
     counter!("shoal_expired_keys_total").absolute(st.expired);
     counter!("shoal_evicted_keys_total").absolute(st.evicted);
-    let c = &shared.counters;
+    let c = &shared.counters_sum();
     counter!("shoal_connections_total").absolute(c.total_connections.load(Ordering::Relaxed));
     counter!("shoal_rejected_connections_total")
         .absolute(c.rejected_connections.load(Ordering::Relaxed));

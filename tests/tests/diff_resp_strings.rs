@@ -1011,7 +1011,6 @@ fn malformed_frames_close_the_connection() {
 
 /// Needs a non-string type created by a command both servers support.
 #[test]
-#[ignore = "needs lists (issue 3)"]
 fn wrongtype_via_lists() {
     diff_resp(
         "wrongtype",

@@ -318,7 +318,8 @@ impl Entry {
 
     /// Bytes this entry costs beyond its own allocation (the collection).
     pub fn object_mem(&self) -> usize {
-        self.object().map_or(0, |o| o.mem_usage() + std::mem::size_of::<Object>() + 16)
+        self.object()
+            .map_or(0, |o| o.mem_usage() + std::mem::size_of::<Object>() + 16)
     }
 
     /// Absolute expiry in unix ms, if any.
@@ -519,7 +520,10 @@ mod tests {
         let mut e = Entry::new_object(b"k", Box::new(Object::Hash(h)), &meta);
         assert_eq!(e.kind(), Kind::Hash);
         assert!(e.value().is_empty());
-        e.replace_meta(&Meta { expire_at: Some(5), ..meta });
+        e.replace_meta(&Meta {
+            expire_at: Some(5),
+            ..meta
+        });
         assert_eq!(e.expire_at(), Some(5));
         let e = e.rekey(b"other");
         assert_eq!(e.key(), b"other");

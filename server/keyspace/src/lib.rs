@@ -40,8 +40,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub use entry::{Entry, Kind, Meta};
-pub use policy::{EvictionPolicy, UnknownPolicy, LFU_INIT_VAL};
 pub use object::Object;
+pub use policy::{EvictionPolicy, UnknownPolicy, LFU_INIT_VAL};
 pub use shard::{alloc_cost, entry_cost, Removal, Shard, ShardGuard, Wake};
 
 /// Default number of shards (locks). Enough that 16 threads rarely meet.

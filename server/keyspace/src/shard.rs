@@ -37,14 +37,20 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+type WaiterMap =
+    std::collections::HashMap<Box<[u8]>, std::collections::VecDeque<(u64, u64, Arc<dyn Wake>)>>;
+
+type WatcherMap = std::collections::HashMap<Box<[u8]>, Vec<(u64, Arc<AtomicBool>)>>;
+
 /// Per-key registrations of blocked clients and WATCHing transactions. Kept
 /// out of line so a shard without any costs one pointer check per write.
 #[derive(Default)]
 pub(crate) struct Interest {
-    /// Blocked clients per key, first come first served: (client id, waker).
-    waiters: std::collections::HashMap<Box<[u8]>, std::collections::VecDeque<(u64, Arc<dyn Wake>)>>,
+    /// Blocked clients per key in ticket order (first blocked, first served):
+    /// (ticket, client id, waker).
+    waiters: WaiterMap,
     /// WATCHed keys: (client id, dirty flag) set by any write to the key.
-    watchers: std::collections::HashMap<Box<[u8]>, Vec<(u64, Arc<AtomicBool>)>>,
+    watchers: WatcherMap,
 }
 
 /// The data of one shard.
@@ -150,7 +156,7 @@ impl<'a> ShardGuard<'a> {
             if let Some(q) = int.waiters.get_mut(key) {
                 // Wake the longest-waiting client only: it retries its command and,
                 // if it cannot use the change, passes the wake-up on.
-                if let Some((_, w)) = q.pop_front() {
+                if let Some((_, _, w)) = q.pop_front() {
                     w.wake();
                 }
                 if q.is_empty() {
@@ -167,7 +173,7 @@ impl<'a> ShardGuard<'a> {
     pub fn wake_one(&mut self, key: &[u8]) {
         if let Some(int) = self.shard.interest.as_mut() {
             if let Some(q) = int.waiters.get_mut(key) {
-                if let Some((_, w)) = q.pop_front() {
+                if let Some((_, _, w)) = q.pop_front() {
                     w.wake();
                 }
                 if q.is_empty() {
@@ -177,17 +183,21 @@ impl<'a> ShardGuard<'a> {
         }
     }
 
-    /// Registers client `id` as blocked on `key` (at the back of the queue).
-    pub fn add_waiter(&mut self, key: &[u8], id: u64, w: Arc<dyn Wake>) {
+    /// Registers client `id` as blocked on `key`. Waiters are served in
+    /// `ticket` order: a client keeps its ticket while it re-blocks after a
+    /// wake-up it could not use, so it keeps its place in the queue.
+    pub fn add_waiter(&mut self, key: &[u8], id: u64, ticket: u64, w: Arc<dyn Wake>) {
         let int = self.shard.interest.get_or_insert_with(Default::default);
-        int.waiters.entry(key.into()).or_default().push_back((id, w));
+        let q = int.waiters.entry(key.into()).or_default();
+        let at = q.partition_point(|(t, _, _)| *t < ticket);
+        q.insert(at, (ticket, id, w));
     }
 
     /// Removes client `id`'s registration on `key`, if any.
     pub fn remove_waiter(&mut self, key: &[u8], id: u64) {
         if let Some(int) = self.shard.interest.as_mut() {
             if let Some(q) = int.waiters.get_mut(key) {
-                q.retain(|(i, _)| *i != id);
+                q.retain(|(_, i, _)| *i != id);
                 if q.is_empty() {
                     int.waiters.remove(key);
                 }
@@ -328,7 +338,11 @@ impl<'a> ShardGuard<'a> {
         }
         let hash = self.ks.hash(key);
         let idx = self.find_index(hash, key).expect("present");
-        let cas = if new_cas { Some(self.ks.next_cas()) } else { None };
+        let cas = if new_cas {
+            Some(self.ks.next_cas())
+        } else {
+            None
+        };
         let e = self.entry_at_mut(idx);
         let mut meta = e.meta();
         f(&mut meta);
@@ -352,7 +366,13 @@ impl<'a> ShardGuard<'a> {
     }
 
     /// Stores a collection under `key` (replacing any value). Returns the CAS id.
-    pub fn insert_object(&mut self, key: &[u8], obj: Object, expire_at: Option<u64>, now_ms: u64) -> u64 {
+    pub fn insert_object(
+        &mut self,
+        key: &[u8],
+        obj: Object,
+        expire_at: Option<u64>,
+        now_ms: u64,
+    ) -> u64 {
         let cas = self.ks.next_cas();
         let meta = Meta {
             expire_at,
@@ -366,14 +386,23 @@ impl<'a> ShardGuard<'a> {
 
     /// Stores an existing entry (e.g. one removed from another key) under `key`.
     pub fn insert_entry(&mut self, key: &[u8], entry: Entry) {
-        let entry = if entry.key() == key { entry } else { entry.rekey(key) };
+        let entry = if entry.key() == key {
+            entry
+        } else {
+            entry.rekey(key)
+        };
         self.put(key, entry);
     }
 
     /// Runs `f` on the collection stored at `key` (None if absent, expired or a
     /// string), keeps memory accounting exact, and deletes the key if `f` left
     /// the collection empty (Redis never keeps empty collections).
-    pub fn with_object_mut<R>(&mut self, key: &[u8], now_ms: u64, f: impl FnOnce(&mut Object) -> R) -> Option<R> {
+    pub fn with_object_mut<R>(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&mut Object) -> R,
+    ) -> Option<R> {
         self.lookup(key, now_ms)?;
         let hash = self.ks.hash(key);
         let idx = self.find_index(hash, key)?;
@@ -627,9 +656,18 @@ impl<'a> ShardGuard<'a> {
     /// Removes every key; returns the old table so the caller can free it where it likes.
     pub(crate) fn take_all(&mut self) -> RawTable<Entry> {
         if let Some(int) = self.shard.interest.as_ref() {
-            for ws in int.watchers.values() {
-                for (_, flag) in ws {
-                    flag.store(true, Ordering::Release);
+            // Like Redis 7.0, FLUSH dirties WATCHes of keys that existed only.
+            for (key, ws) in &int.watchers {
+                let hash = self.ks.hash(key);
+                if self
+                    .shard
+                    .table
+                    .find(hash, |e| e.key() == &key[..])
+                    .is_some()
+                {
+                    for (_, flag) in ws {
+                        flag.store(true, Ordering::Release);
+                    }
                 }
             }
         }

@@ -60,7 +60,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             break;
         }
         shared
-            .counters
+            .counters()
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
         if swallow > 0 {
@@ -101,7 +101,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             break 'conn;
                         }
                         shared
-                            .counters
+                            .counters()
                             .net_output_bytes
                             .fetch_add(out.len() as u64, Ordering::Relaxed);
                         out.clear();
@@ -116,7 +116,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                     if !reply.is_empty() {
                         out.extend_from_slice(reply);
                         shared
-                            .counters
+                            .counters()
                             .total_error_replies
                             .fetch_add(1, Ordering::Relaxed);
                         crate::stats::count_error();
@@ -140,7 +140,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         conn.flush_stats(shared);
         if commands > 0 {
             shared
-                .counters
+                .counters()
                 .total_commands
                 .fetch_add(commands, Ordering::Relaxed);
         }
@@ -149,7 +149,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 break;
             }
             shared
-                .counters
+                .counters()
                 .net_output_bytes
                 .fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();

@@ -322,10 +322,10 @@ fn acceptor(
             tokio::select! {
                 c = conn_rx.recv() => {
                     let Some((stream, proto)) = c else { break };
-                    shared.counters.total_connections.fetch_add(1, Ordering::Relaxed);
+                    shared.counters().total_connections.fetch_add(1, Ordering::Relaxed);
                     let max = shared.settings.maxclients.load(Ordering::Relaxed) as usize;
                     if shared.connected.load(Ordering::SeqCst) >= max {
-                        shared.counters.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                        shared.counters().rejected_connections.fetch_add(1, Ordering::Relaxed);
                         reject(stream, proto);
                         continue;
                     }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 
-use crate::exec::resp::{dispatch, on_disconnect, Block, Conn, Ctx, Req, ReplyMode, TimeoutReply};
+use crate::exec::resp::{dispatch, on_disconnect, Block, Conn, Ctx, ReplyMode, Req, TimeoutReply};
 use crate::shared::{now_ms, ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -62,7 +62,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             let idle = conn.subscriptions == 0 && timeout > 0;
             let read = async {
                 if idle {
-                    match tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await {
+                    match tokio::time::timeout(
+                        Duration::from_secs(timeout),
+                        stream.read_buf(&mut rbuf),
+                    )
+                    .await
+                    {
                         Ok(r) => r,
                         Err(_) => Ok(0),
                     }
@@ -76,8 +81,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 m = next_push(&mut conn.push_rx) => {
                     match m {
                         Some(msg) => {
-                            if !write_pushes(shared, &mut stream, &mut out, msg, &mut conn.push_rx).await {
-                                break;
+                            // A subscriber killed for its output backlog must not stay
+                            // stuck writing to a peer that never reads.
+                            let w = write_pushes(shared, &mut stream, &mut out, msg, &mut conn.push_rx);
+                            tokio::select! {
+                                ok = w => if !ok { break },
+                                _ = &mut killed => break,
                             }
                         }
                         None => conn.push_rx = None,
@@ -88,7 +97,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             if n == 0 {
                 break;
             }
-            shared.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            shared
+                .counters()
+                .net_input_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
             if rbuf.len() < need {
                 continue;
             }
@@ -118,6 +130,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             break;
                         }
                         conn.block_deadline = None;
+                        conn.block_ticket = None;
                     }
                     pos += consumed;
                     need = 0;
@@ -129,7 +142,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             fatal = true;
                             break;
                         }
-                        shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+                        shared
+                            .counters()
+                            .net_output_bytes
+                            .fetch_add(out.len() as u64, Ordering::Relaxed);
                         out.clear();
                     }
                 }
@@ -139,7 +155,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 }
                 Err(e) => {
                     out.extend_from_slice(e.reply());
-                    shared.counters.total_error_replies.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters()
+                        .total_error_replies
+                        .fetch_add(1, Ordering::Relaxed);
                     fatal = true;
                     break;
                 }
@@ -149,18 +168,27 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         rbuf.advance(pos);
         need = need.saturating_sub(pos);
         if commands > 0 {
-            shared.counters.total_commands.fetch_add(commands, Ordering::Relaxed);
+            shared
+                .counters()
+                .total_commands
+                .fetch_add(commands, Ordering::Relaxed);
         }
         let limit = shared.settings.query_buffer_limit.load(Ordering::Relaxed) as usize;
         if rbuf.len() > limit {
-            tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
+            tracing::warn!(
+                client = handle.id,
+                "closing client that reached max query buffer length"
+            );
             fatal = true;
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
-            shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+            shared
+                .counters()
+                .net_output_bytes
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();
             if out.capacity() > 1 << 20 {
                 out = BytesMut::with_capacity(READ_CHUNK);
@@ -173,7 +201,16 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             break;
         }
         if let Some((block, consumed)) = blocked {
-            match wait_unblocked(shared, &mut stream, &mut rbuf, &mut conn, &block, killed.as_mut()).await {
+            match wait_unblocked(
+                shared,
+                &mut stream,
+                &mut rbuf,
+                &mut conn,
+                &block,
+                killed.as_mut(),
+            )
+            .await
+            {
                 Wakeup::Woken => rerun = true,
                 Wakeup::TimedOut => {
                     let mut w = ReplyWriter::new(&mut out, conn.proto);
@@ -182,6 +219,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                         TimeoutReply::NullBulk => w.null(),
                     }
                     conn.block_deadline = None;
+                    conn.block_ticket = None;
                     rbuf.advance(consumed);
                     // Pipelined commands after the blocked one run now.
                     rerun = !rbuf.is_empty();
@@ -226,6 +264,7 @@ async fn wait_unblocked(
     };
     tokio::pin!(sleep);
     let waker = conn.waker.clone();
+    shared.blocked.fetch_add(1, Ordering::Relaxed);
     let outcome = loop {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);
@@ -238,7 +277,7 @@ async fn wait_unblocked(
             r = stream.read_buf(rbuf) => match r {
                 Ok(0) | Err(_) => break Wakeup::Gone,
                 Ok(n) => {
-                    shared.counters.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.counters().net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     if rbuf.len() as u64 > shared.settings.query_buffer_limit.load(Ordering::Relaxed) {
                         break Wakeup::Gone;
                     }
@@ -246,6 +285,7 @@ async fn wait_unblocked(
             },
         }
     };
+    shared.blocked.fetch_sub(1, Ordering::Relaxed);
     if !matches!(outcome, Wakeup::Gone) {
         for key in &block.keys {
             let mut g = shared.keyspace.lock(key);
@@ -277,7 +317,10 @@ async fn write_pushes(
         }
     }
     let ok = stream.write_all(out).await.is_ok();
-    shared.counters.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+    shared
+        .counters()
+        .net_output_bytes
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.clear();
     ok
 }
@@ -286,7 +329,13 @@ async fn write_pushes(
 fn execute(shared: &Shared, conn: &mut Conn, out: &mut BytesMut, req: &Req<'_>, now: u64) {
     let mark = out.len();
     let mode = conn.reply_mode;
-    let mut ctx = Ctx { shared, ks: &shared.keyspace, conn: &mut *conn, out: &mut *out, now };
+    let mut ctx = Ctx {
+        shared,
+        ks: &shared.keyspace,
+        conn: &mut *conn,
+        out: &mut *out,
+        now,
+    };
     dispatch(&mut ctx, req);
     match mode {
         ReplyMode::On => {}

@@ -18,11 +18,12 @@ use hashbrown::HashTable;
 use crate::shard::alloc_cost;
 
 /// `hash-max-listpack-entries`.
-pub const MAX_PACK_ENTRIES: usize = 128;
+pub const MAX_PACK_ENTRIES: usize = 512;
 /// `hash-max-listpack-value`.
 pub const MAX_PACK_VALUE: usize = 64;
 
-static HASHER: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5107_a1b2_c3d4_e5f6);
+static HASHER: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x5107_a1b2_c3d4_e5f6);
 
 #[inline]
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
@@ -92,7 +93,9 @@ impl Dense {
     pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
         let (pairs, entries) = (self.pairs, &self.entries);
         self.index
-            .find(hash_bytes(key), |&i| key_of(pairs, &entries[i as usize]) == key)
+            .find(hash_bytes(key), |&i| {
+                key_of(pairs, &entries[i as usize]) == key
+            })
             .map(|&i| i as usize)
     }
 
@@ -146,7 +149,11 @@ impl Dense {
     /// up to `count` entries and returns the next cursor (0 when done).
     pub(crate) fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8])) -> u64 {
         let n = self.entries.len();
-        let mut p = if cursor == 0 { n } else { (cursor.min(n as u64)) as usize };
+        let mut p = if cursor == 0 {
+            n
+        } else {
+            (cursor.min(n as u64)) as usize
+        };
         let stop = p.saturating_sub(count.max(1));
         while p > stop {
             p -= 1;
@@ -179,7 +186,10 @@ enum Repr {
 
 impl Default for Repr {
     fn default() -> Self {
-        Repr::Pack { buf: Vec::new(), len: 0 }
+        Repr::Pack {
+            buf: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -206,7 +216,7 @@ impl<'a> Iterator for HashIter<'a> {
                 if rest.is_empty() {
                     return None;
                 }
-                let b: &'a [u8] = *rest;
+                let b: &'a [u8] = std::mem::take(rest);
                 let fl = b[0] as usize;
                 let f = &b[1..1 + fl];
                 let vl = b[1 + fl] as usize;
@@ -480,11 +490,11 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Set(u8, usize),
-        Del(u8),
+        Set(u16, usize),
+        Del(u16),
     }
 
-    fn field(i: u8) -> Vec<u8> {
+    fn field(i: u16) -> Vec<u8> {
         format!("f{i}").into_bytes()
     }
 
@@ -494,14 +504,15 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            3 => (any::<u8>(), prop_oneof![9 => 0usize..20, 1 => 60usize..70]).prop_map(|(f, n)| Op::Set(f, n)),
-            1 => any::<u8>().prop_map(Op::Del),
+            6 => (0u16..700, prop_oneof![30 => 0usize..20, 1 => 60usize..70]).prop_map(|(f, n)| Op::Set(f, n)),
+            1 => (0u16..700).prop_map(Op::Del),
         ]
     }
 
     fn check(h: &Hash, model: &HashMap<Vec<u8>, Vec<u8>>) {
         assert_eq!(h.len(), model.len());
-        let got: HashMap<Vec<u8>, Vec<u8>> = h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+        let got: HashMap<Vec<u8>, Vec<u8>> =
+            h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
         assert_eq!(&got, model);
         for (f, v) in model {
             assert_eq!(h.get(f), Some(&v[..]));
@@ -525,7 +536,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_model(ops in proptest::collection::vec(op(), 0..400)) {
+        fn matches_model(ops in proptest::collection::vec(op(), 0..1500)) {
             let mut h = Hash::new();
             let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
             let mut converted = false;

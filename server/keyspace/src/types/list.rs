@@ -212,7 +212,10 @@ impl Chunk {
         let moved = self.n - at;
         self.n = at;
         self.maybe_shrink();
-        Chunk { buf: tail, n: moved }
+        Chunk {
+            buf: tail,
+            n: moved,
+        }
     }
 }
 
@@ -883,7 +886,11 @@ mod tests {
                 }
                 Op::Remove(p, count) => {
                     let elem = vec![b'a' + p];
-                    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+                    let limit = if count == 0 {
+                        usize::MAX
+                    } else {
+                        count.unsigned_abs() as usize
+                    };
                     let mut removed = 0;
                     let mut keep = vec![true; m.len()];
                     let idx: Vec<usize> = if count < 0 {
@@ -963,7 +970,10 @@ mod tests {
             assert_eq!(l.pop_front().unwrap(), i.to_string().into_bytes());
         }
         assert!(l.is_empty());
-        assert_eq!(l.mem_usage(), alloc_cost(l.chunks.capacity() * std::mem::size_of::<Chunk>()));
+        assert_eq!(
+            l.mem_usage(),
+            alloc_cost(l.chunks.capacity() * std::mem::size_of::<Chunk>())
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub enum Member<'a> {
 
 impl Member<'_> {
     /// The member's bytes (integers in decimal).
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(self) -> Vec<u8> {
         match self {
             Member::Int(n) => n.to_string().into_bytes(),
             Member::Bytes(b) => b.to_vec(),
@@ -57,11 +57,11 @@ impl Member<'_> {
     }
 
     /// Calls `f` with the member's bytes without allocating.
-    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+    pub fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
             Member::Int(n) => {
                 let mut buf = [0u8; 20];
-                f(int_bytes(*n, &mut buf))
+                f(int_bytes(n, &mut buf))
             }
             Member::Bytes(b) => f(b),
         }
@@ -354,7 +354,13 @@ mod tests {
             assert!(s.contains(m));
         }
         if s.encoding() == "intset" {
-            let v: Vec<i64> = s.iter().map(|m| match m { Member::Int(n) => n, _ => panic!() }).collect();
+            let v: Vec<i64> = s
+                .iter()
+                .map(|m| match m {
+                    Member::Int(n) => n,
+                    _ => panic!(),
+                })
+                .collect();
             assert!(v.windows(2).all(|w| w[0] < w[1]));
         }
         let mut scanned = HashSet::new();
@@ -416,7 +422,16 @@ mod tests {
     fn parse_int_is_strict() {
         assert_eq!(parse_int(b"0"), Some(0));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b"-0"[..], b"01", b"+1", b" 1", b"", b"-", b"9223372036854775808", b"1.0"] {
+        for bad in [
+            &b"-0"[..],
+            b"01",
+            b"+1",
+            b" 1",
+            b"",
+            b"-",
+            b"9223372036854775808",
+            b"1.0",
+        ] {
             assert_eq!(parse_int(bad), None);
         }
         let mut buf = [0u8; 20];

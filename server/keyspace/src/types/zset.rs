@@ -90,7 +90,11 @@ impl<'a> Iterator for PackIter<'a> {
         let at = self.off;
         let n = self.buf[at] as usize;
         let m = &self.buf[at + 1..at + 1 + n];
-        let s = f64::from_le_bytes(self.buf[at + 1 + n..at + 9 + n].try_into().expect("8 bytes"));
+        let s = f64::from_le_bytes(
+            self.buf[at + 1 + n..at + 9 + n]
+                .try_into()
+                .expect("8 bytes"),
+        );
         self.off = at + 9 + n;
         Some((at, m, s))
     }
@@ -98,11 +102,16 @@ impl<'a> Iterator for PackIter<'a> {
 
 impl Pack {
     fn iter(&self) -> PackIter<'_> {
-        PackIter { buf: &self.buf, off: 0 }
+        PackIter {
+            buf: &self.buf,
+            off: 0,
+        }
     }
 
     fn find(&self, member: &[u8]) -> Option<(usize, f64)> {
-        self.iter().find(|(_, m, _)| *m == member).map(|(o, _, s)| (o, s))
+        self.iter()
+            .find(|(_, m, _)| *m == member)
+            .map(|(o, _, s)| (o, s))
     }
 
     fn remove_at(&mut self, off: usize) {
@@ -113,6 +122,8 @@ impl Pack {
 
     fn insert(&mut self, member: &[u8], score: f64) {
         debug_assert!(member.len() <= u8::MAX as usize);
+        // Redis stores listpack scores as text where -0 prints as "0".
+        let score = if score == 0.0 { 0.0 } else { score };
         let pos = self
             .iter()
             .find(|(_, m, s)| key_cmp(*s, m, score, member) == Ordering::Greater)
@@ -529,7 +540,9 @@ impl Big {
         let (mut t, root) = self.tcx();
         if let Some(right) = tree_insert(root, &mut t, idx, true, true) {
             let left = std::mem::replace(root, Node::new_inner());
-            let Node::Inner(ch) = root else { unreachable!() };
+            let Node::Inner(ch) = root else {
+                unreachable!()
+            };
             for n in [left, right] {
                 ch.push(Child {
                     count: n.count(),
@@ -646,6 +659,11 @@ impl Big {
 // public API
 
 impl ZSet {
+    /// `zset-max-listpack-entries`.
+    pub const MAX_LISTPACK_ENTRIES: usize = MAX_LISTPACK_ENTRIES;
+    /// `zset-max-listpack-value`.
+    pub const MAX_LISTPACK_VALUE: usize = MAX_LISTPACK_VALUE;
+
     /// An empty sorted set (listpack).
     pub fn new() -> ZSet {
         ZSet::default()
@@ -713,7 +731,8 @@ impl ZSet {
     /// member longer than 64 bytes (the check Redis makes when storing a computed set).
     pub fn convert_if_needed(&mut self) {
         if let Repr::Pack(p) = &self.repr {
-            if p.len > MAX_LISTPACK_ENTRIES || p.iter().any(|(_, m, _)| m.len() > MAX_LISTPACK_VALUE)
+            if p.len > MAX_LISTPACK_ENTRIES
+                || p.iter().any(|(_, m, _)| m.len() > MAX_LISTPACK_VALUE)
             {
                 self.to_skiplist();
             }
@@ -726,7 +745,11 @@ impl ZSet {
         let pairs: Vec<(&[u8], f64)> = pairs.into_iter().collect();
         let big = pairs.len() > MAX_LISTPACK_ENTRIES
             || pairs.iter().any(|(m, _)| m.len() > MAX_LISTPACK_VALUE);
-        let mut z = if big { ZSet::new_skiplist() } else { ZSet::new() };
+        let mut z = if big {
+            ZSet::new_skiplist()
+        } else {
+            ZSet::new()
+        };
         for (m, s) in pairs {
             z.insert(m, s);
         }
@@ -973,7 +996,12 @@ impl ZSet {
     #[doc(hidden)]
     pub fn check(&self) {
         if let Repr::Big(b) = &self.repr {
-            fn walk(n: &Node, slots: &[Slot], depth: usize, leaf_depth: &mut Option<usize>) -> usize {
+            fn walk(
+                n: &Node,
+                slots: &[Slot],
+                depth: usize,
+                leaf_depth: &mut Option<usize>,
+            ) -> usize {
                 match n {
                     Node::Leaf(v) => {
                         match leaf_depth {
@@ -1088,7 +1116,10 @@ mod tests {
         for (r, (mem, s)) in want.iter().enumerate() {
             assert_eq!(z.rank(mem), Some(r));
             assert_eq!(z.score(mem), Some(*s));
-            assert_eq!(z.get(r).map(|(a, b)| (a.to_vec(), b)), Some((mem.clone(), *s)));
+            assert_eq!(
+                z.get(r).map(|(a, b)| (a.to_vec(), b)),
+                Some((mem.clone(), *s))
+            );
         }
         for b in [-200.0, -3.0, 0.0, 5.0, 200.0] {
             let lt = want.iter().filter(|(_, s)| *s < b).count();
@@ -1178,7 +1209,9 @@ mod tests {
         compare(&z, &m);
         let mut x = 12345u64;
         for _ in 0..20000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let i = (x >> 33) % 6000;
             let mem = format!("k{i}").into_bytes();
             if (x >> 20) % 3 == 0 {

@@ -223,15 +223,18 @@ fn mg(shared: &Arc<Shared>, conn: &mut McConn, m: &MetaRequest<'_>, out: &mut By
     let mut g = ks.lock(key);
     let st = conn.stats();
     st.cmd_get += 1;
-    let found = g.lookup_read(key, now, no_touch).filter(|e| e.is_string()).map(|e| Snap {
-        fetched: e.fetched(),
-        binary_key: e.binary_key(),
-        flags: e.flags(),
-        cas: e.cas(),
-        at: e.expire_at(),
-        len: e.value().len(),
-        idle: ks.idle_seconds(e, now),
-    });
+    let found = g
+        .lookup_read(key, now, no_touch)
+        .filter(|e| e.is_string())
+        .map(|e| Snap {
+            fetched: e.fetched(),
+            binary_key: e.binary_key(),
+            flags: e.flags(),
+            cas: e.cas(),
+            at: e.expire_at(),
+            len: e.value().len(),
+            idle: ks.idle_seconds(e, now),
+        });
     if found.is_some() {
         if !f.has(b'u') {
             g.mark_fetched(key);

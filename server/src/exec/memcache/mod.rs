@@ -91,7 +91,7 @@ impl McConn {
         }
         self.dirty = false;
         let s = std::mem::take(&mut self.stats);
-        let c: &McCounters = &shared.counters.mc;
+        let c: &McCounters = &shared.counters().mc;
         let add = |a: &AtomicU64, n: u64| {
             if n != 0 {
                 a.fetch_add(n, Ordering::Relaxed);

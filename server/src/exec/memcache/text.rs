@@ -132,7 +132,8 @@ pub(super) fn do_store(
     let st = conn.stats();
     st.cmd_set += 1;
     let old = g
-        .lookup(op.key, now).filter(|e| e.is_string())
+        .lookup(op.key, now)
+        .filter(|e| e.is_string())
         .map(|e| (e.cas(), e.flags(), e.expire_at()));
     let outcome = match old {
         Some((old_cas, old_flags, old_at)) => {
@@ -160,7 +161,8 @@ pub(super) fn do_store(
                         Stored::Exists
                     } else {
                         let old_val = g
-                            .lookup(op.key, now).filter(|e| e.is_string())
+                            .lookup(op.key, now)
+                            .filter(|e| e.is_string())
                             .map(|e| e.value().to_vec())
                             .unwrap_or_default();
                         if item_size(op.key.len(), old_val.len() + op.data.len(), old_flags) > max {
@@ -368,7 +370,10 @@ pub(super) fn touch(
     let at = expire_at(exptime, now);
     let mut g = shared.keyspace.lock(key);
     // memcached's touch bumps the item and keeps its CAS id.
-    let hit = g.lookup_read(key, now, false).filter(|e| e.is_string()).is_some()
+    let hit = g
+        .lookup_read(key, now, false)
+        .filter(|e| e.is_string())
+        .is_some()
         && g.update_meta(key, now, false, |m| m.expire_at = at);
     if hit && at.is_some_and(|a| a <= now) {
         g.remove(key, now);
@@ -504,7 +509,7 @@ fn rusage() -> (f64, f64) {
 }
 
 fn general_stats(shared: &Shared, out: &mut BytesMut, now: u64) {
-    let c = &shared.counters;
+    let c = &shared.counters_sum();
     let mc = &c.mc;
     let ks = shared.keyspace.stats();
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -660,7 +665,8 @@ fn items_stats(shared: &Shared, out: &mut BytesMut, _now: u64) {
 fn slabs_stats(shared: &Shared, out: &mut BytesMut) {
     let ks = shared.keyspace.stats();
     let used = shared.keyspace.used_memory();
-    let mc = &shared.counters.mc;
+    let sum = shared.counters_sum();
+    let mc = &sum.mc;
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let active = u8::from(ks.keys > 0);
     if ks.keys > 0 {
@@ -705,29 +711,9 @@ fn conns_stats(shared: &Shared, out: &mut BytesMut, now: u64) {
 }
 
 fn reset_stats(shared: &Shared) {
-    let mc = &shared.counters.mc;
-    for a in [
-        &mc.cmd_get,
-        &mc.cmd_set,
-        &mc.cmd_flush,
-        &mc.cmd_touch,
-        &mc.get_hits,
-        &mc.get_misses,
-        &mc.get_expired,
-        &mc.delete_hits,
-        &mc.delete_misses,
-        &mc.incr_hits,
-        &mc.incr_misses,
-        &mc.decr_hits,
-        &mc.decr_misses,
-        &mc.cas_misses,
-        &mc.cas_hits,
-        &mc.cas_badval,
-        &mc.touch_hits,
-        &mc.touch_misses,
-        &mc.total_items,
-    ] {
-        a.store(0, Ordering::Relaxed);
-    }
+    shared.counters_each(|c| {
+        let zero = crate::shared::Counters::default();
+        c.for_each_pair(&zero, |a, _| a.store(0, Ordering::Relaxed));
+    });
     shared.keyspace.reset_stats();
 }

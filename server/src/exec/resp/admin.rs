@@ -56,7 +56,13 @@ pub fn command(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
     let sub = req.arg(1);
     // Subcommand arities, as Redis 7 checks them.
-    for (name, arity) in [("count", 2), ("list", -2), ("info", -2), ("docs", -2), ("help", 2)] {
+    for (name, arity) in [
+        ("count", 2),
+        ("list", -2),
+        ("info", -2),
+        ("docs", -2),
+        ("help", 2),
+    ] {
         if eq(sub, name) {
             let n = req.len() as i32;
             if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
@@ -259,17 +265,18 @@ pub fn config(ctx: &mut Ctx<'_>, req: &Req<'_>) {
             return super::arity_error(ctx, "config|resetstat");
         }
         ctx.ks.reset_stats();
-        let c = &ctx.shared.counters;
-        for a in [
-            &c.total_commands,
-            &c.net_input_bytes,
-            &c.net_output_bytes,
-            &c.total_error_replies,
-            &c.rejected_connections,
-            &c.total_connections,
-        ] {
-            a.store(0, Ordering::Relaxed);
-        }
+        ctx.shared.counters_each(|c| {
+            for a in [
+                &c.total_commands,
+                &c.net_input_bytes,
+                &c.net_output_bytes,
+                &c.total_error_replies,
+                &c.rejected_connections,
+                &c.total_connections,
+            ] {
+                a.store(0, Ordering::Relaxed);
+            }
+        });
         ctx.w().ok();
     } else if eq(sub, "rewrite") {
         ctx.err("ERR The server is running without a config file");
@@ -334,7 +341,7 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     let sh = ctx.shared;
     let ks = ctx.ks;
     let st = ks.stats();
-    let c = &sh.counters;
+    let c = &sh.counters_sum();
     let mut out = String::new();
     if want("server") {
         let port = sh.resp_addrs.read().first().map_or(0, |a| a.port());
@@ -358,10 +365,11 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     if want("clients") {
         let _ = write!(
             out,
-            "{}# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            "{}# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
             if out.is_empty() { "" } else { "\r\n" },
             sh.connected.load(Ordering::Relaxed),
             sh.settings.maxclients.load(Ordering::Relaxed),
+            sh.blocked.load(Ordering::Relaxed),
         );
     }
     if want("memory") {

@@ -12,6 +12,15 @@ use crate::shared::{ClientHandle, Protocol};
 pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 pub fn ping(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    if req.len() <= 2 && ctx.conn.subscriptions > 0 && ctx.conn.proto == Proto::Resp2 {
+        // RESP2 subscribed mode: a push-shaped `pong` with the argument (or "").
+        let arg = if req.len() == 2 { req.arg(1) } else { b"" };
+        let mut w = ctx.w();
+        w.array(2);
+        w.bulk(b"pong");
+        w.bulk(arg);
+        return;
+    }
     match req.len() {
         1 => ctx.w().simple(b"PONG"),
         2 => ctx.w().bulk(req.arg(1)),
@@ -146,6 +155,8 @@ pub fn select(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 }
 
 pub fn reset(ctx: &mut Ctx<'_>, _req: &Req<'_>) {
+    super::tx::reset(ctx);
+    super::pubsub::reset(ctx);
     let c = &mut *ctx.conn;
     c.proto = Proto::Resp2;
     c.reply_mode = ReplyMode::On;

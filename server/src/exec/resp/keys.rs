@@ -496,7 +496,6 @@ pub fn dump(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let key = req.arg(1);
     let mut g = ctx.ks.lock(key);
     match g.lookup_read(key, ctx.now, true) {
-        Some(e) if !e.is_string() => ctx.err("ERR DUMP of collections is not supported yet"),
         Some(e) => {
             let payload = dump::encode(e);
             ctx.w().bulk(&payload);
@@ -548,7 +547,7 @@ pub fn restore(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     if !replace && g.lookup(key, now).is_some() {
         return ctx.err("BUSYKEY Target key name already exists.");
     }
-    let value = match dump::decode(req.arg(3)) {
+    let restored = match dump::decode(req.arg(3)) {
         Ok(v) => v,
         Err(dump::DumpError::Version) => {
             return ctx.err("ERR DUMP payload version or checksum are wrong")
@@ -563,7 +562,14 @@ pub fn restore(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     if expire.is_some_and(|at| at <= now) {
         g.remove(key, now);
     } else {
-        g.insert(key, &[&value], expire, 0, now);
+        match restored {
+            dump::Restored::String(v) => {
+                g.insert(key, &[&v], expire, 0, now);
+            }
+            dump::Restored::Object(o) => {
+                g.insert_object(key, o, expire, now);
+            }
+        }
     }
     ctx.w().ok();
 }

@@ -105,6 +105,8 @@ pub struct Conn {
     pub block: Option<Block>,
     /// Deadline of the blocking command being retried (kept across re-runs).
     pub block_deadline: Option<Option<Instant>>,
+    /// Queue position of the blocking command being retried (kept across re-runs).
+    pub block_ticket: Option<u64>,
     /// Inside EXEC: blocking commands must not block.
     pub in_exec: bool,
     /// MULTI state: the raw frames queued so far (None outside MULTI).
@@ -136,6 +138,7 @@ impl Conn {
             waker: Arc::new(ConnWaker::default()),
             block: None,
             block_deadline: None,
+            block_ticket: None,
             in_exec: false,
             multi: None,
             multi_dirty: false,
@@ -163,9 +166,10 @@ impl Wake for ConnWaker {
 /// What a blocked command replies when its timeout passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeoutReply {
-    /// `*-1` (RESP2) / `_` (RESP3): BLPOP, BRPOP, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP.
+    /// `*-1` (RESP2) / `_` (RESP3): every blocking command's timeout in Redis 7.0.
     NullArray,
-    /// `$-1` (RESP2) / `_` (RESP3): BLMOVE, BRPOPLPUSH.
+    /// `$-1` (RESP2) / `_` (RESP3) (Redis 7.0 answers even BLMOVE's timeout
+    /// with a null array; kept for commands that need it).
     NullBulk,
 }
 
@@ -204,7 +208,7 @@ impl Ctx<'_> {
     /// `-msg` and count it.
     pub fn err(&mut self, msg: &str) {
         self.shared
-            .counters
+            .counters()
             .total_error_replies
             .fetch_add(1, Ordering::Relaxed);
         stats::count_error();
@@ -242,17 +246,31 @@ impl Ctx<'_> {
     /// `on_timeout` is replied once `timeout` (None = forever) has passed since
     /// the command first blocked. After calling this, re-check the keys: if the
     /// command can be served now, serve it and call [`unblock`](Self::unblock).
-    pub fn block_on(&mut self, keys: &[&[u8]], timeout: Option<Duration>, on_timeout: TimeoutReply) {
+    pub fn block_on(
+        &mut self,
+        keys: &[&[u8]],
+        timeout: Option<Duration>,
+        on_timeout: TimeoutReply,
+    ) {
+        static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = self.conn.id;
+        let ticket = *self
+            .conn
+            .block_ticket
+            .get_or_insert_with(|| TICKETS.fetch_add(1, Ordering::Relaxed));
         for key in keys {
             let w: Arc<dyn Wake> = self.conn.waker.clone();
-            self.ks.lock(key).add_waiter(key, id, w);
+            self.ks.lock(key).add_waiter(key, id, ticket, w);
         }
         let deadline = *self
             .conn
             .block_deadline
             .get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
-        self.conn.block = Some(Block { keys: keys.iter().map(|k| k.to_vec()).collect(), deadline, on_timeout });
+        self.conn.block = Some(Block {
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+            deadline,
+            on_timeout,
+        });
     }
 
     /// Cancels [`block_on`](Self::block_on) (the command was served after all).
@@ -488,7 +506,15 @@ pub fn arity_error(ctx: &mut Ctx<'_>, name: &str) {
 
 /// Commands allowed in RESP2 subscribed mode.
 const SUBSCRIBED_OK: &[&str] = &[
-    "ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe", "punsubscribe", "quit", "reset",
+    "ping",
+    "subscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "sunsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "quit",
+    "reset",
 ];
 
 /// Commands executed immediately even inside MULTI.
@@ -497,6 +523,18 @@ const NOT_QUEUED: &[&str] = &["exec", "discard", "multi", "watch", "quit", "rese
 /// Rejects a command with an error; inside MULTI that also dooms the transaction
 /// (EXEC will reply EXECABORT), as in Redis' `rejectCommand`.
 fn reject(ctx: &mut Ctx<'_>, msg: &str) {
+    reject_cmd(ctx, None, msg);
+}
+
+/// [`reject`] for a known command: a rejected EXEC aborts the transaction with
+/// `EXECABORT Transaction discarded because of: ...` as in Redis.
+fn reject_cmd(ctx: &mut Ctx<'_>, spec: Option<&Spec>, msg: &str) {
+    // Redis' rejectCommand: EXEC is always answered through execCommandAbort,
+    // in or out of MULTI.
+    if spec.is_some_and(|s| s.name == "exec") {
+        tx::exec_abort(ctx, msg);
+        return;
+    }
     if ctx.conn.multi.is_some() {
         ctx.conn.multi_dirty = true;
     }
@@ -515,23 +553,34 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     let n = req.len() as i32;
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         let msg = format!("ERR wrong number of arguments for '{}' command", spec.name);
-        reject(ctx, &msg);
+        reject_cmd(ctx, Some(spec), &msg);
         return;
     }
     if !ctx.conn.authed && spec.flags & NOAUTH == 0 {
-        reject(ctx, "NOAUTH Authentication required.");
+        reject_cmd(ctx, Some(spec), "NOAUTH Authentication required.");
         return;
     }
-    if spec.flags & DENYOOM != 0 && !ctx.conn.no_evict && ctx.ks.over_limit() && ctx.ks.make_room(ctx.now).is_err() {
-        reject(ctx, "OOM command not allowed when used memory > 'maxmemory'.");
+    if spec.flags & DENYOOM != 0
+        && !ctx.conn.no_evict
+        && ctx.ks.over_limit()
+        && ctx.ks.make_room(ctx.now).is_err()
+    {
+        reject_cmd(
+            ctx,
+            Some(spec),
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        );
         return;
     }
-    if ctx.conn.subscriptions > 0 && ctx.conn.proto == Proto::Resp2 && !SUBSCRIBED_OK.contains(&spec.name) {
+    if ctx.conn.subscriptions > 0
+        && ctx.conn.proto == Proto::Resp2
+        && !SUBSCRIBED_OK.contains(&spec.name)
+    {
         let msg = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
         );
-        ctx.err(&msg);
+        reject_cmd(ctx, Some(spec), &msg);
         return;
     }
     if let Some(queue) = ctx.conn.multi.as_mut() {

@@ -62,8 +62,20 @@ struct StringOpts<'a> {
     exp: Option<(ExpKind, &'a [u8])>,
 }
 
-fn parse_string_opts<'a>(ctx: &mut Ctx<'_>, req: &Req<'a>, from: usize, getex: bool) -> Option<StringOpts<'a>> {
-    let mut o = StringOpts { nx: false, xx: false, get: false, keepttl: false, persist: false, exp: None };
+fn parse_string_opts<'a>(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'a>,
+    from: usize,
+    getex: bool,
+) -> Option<StringOpts<'a>> {
+    let mut o = StringOpts {
+        nx: false,
+        xx: false,
+        get: false,
+        keepttl: false,
+        persist: false,
+        exp: None,
+    };
     let mut i = from;
     while i < req.len() {
         let a = req.arg(i);
@@ -102,13 +114,18 @@ fn expire_at(ctx: &mut Ctx<'_>, cmd: &str, v: &[u8], unit_ms: bool, absolute: bo
         ctx.not_int();
         return None;
     };
-    let invalid = |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
+    let invalid =
+        |ctx: &mut Ctx<'_>| ctx.err(&format!("ERR invalid expire time in '{cmd}' command"));
     if n <= 0 || (!unit_ms && n > i64::MAX / 1000) {
         invalid(ctx);
         return None;
     }
     let ms = if unit_ms { n } else { n * 1000 };
-    let at = if absolute { Some(ms) } else { ms.checked_add(ctx.now as i64) };
+    let at = if absolute {
+        Some(ms)
+    } else {
+        ms.checked_add(ctx.now as i64)
+    };
     match at {
         Some(at) => Some(at as u64),
         None => {
