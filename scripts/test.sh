@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The one command that runs the whole test suite on a fresh machine:
-#   deps -> fmt -> clippy -> release build -> cargo test (release) -> pytest
+#   deps -> fmt -> clippy -> build (ci profile) -> cargo test (ci profile) -> pytest
 # Stops at the first failing stage and says which one failed.
 #
-# Tests run in the release profile so that they reuse the artifacts of the release build
-# (the differential tests spawn target/release/shoal-server anyway).
+# Tests run in the `ci` profile (release optimizations without LTO, see Cargo.toml) so
+# that they reuse the artifacts of the build stage; the differential tests spawn
+# target/ci/shoal-server.
 #
 # Environment:
 #   CARGO_TARGET_DIR   honoured (the binary is looked up there)
@@ -16,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-export SHOAL_SERVER_BIN="${SHOAL_SERVER_BIN:-$TARGET_DIR/release/shoal-server}"
+export SHOAL_SERVER_BIN="${SHOAL_SERVER_BIN:-$TARGET_DIR/ci/shoal-server}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 SUITE_START=$SECONDS
@@ -45,8 +46,8 @@ if [ "${SKIP_DEPS:-0}" != 1 ]; then
 fi
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
-stage build cargo build --workspace --release --bins
-stage cargo-test cargo test --workspace --release
+stage build cargo build --workspace --profile ci --bins
+stage cargo-test cargo test --workspace --profile ci
 stage pytest python3 -m pytest -q tests/python
 
 printf '\n==> all stages passed in %ss\n' "$((SECONDS - SUITE_START))" >&2

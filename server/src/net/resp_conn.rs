@@ -101,6 +101,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 .counters()
                 .net_input_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
+            if rbuf.len() as u64 > shared.settings.query_buffer_limit.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    client = handle.id,
+                    "closing client that reached max query buffer length"
+                );
+                break;
+            }
             if rbuf.len() < need {
                 continue;
             }
