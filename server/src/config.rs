@@ -63,6 +63,25 @@ pub struct ServerConfig {
     pub lfu_decay_time: u32,
     /// Log filter (`info`, `debug`, `shoal_server=trace`...).
     pub loglevel: String,
+    /// Replicate from this primary: `"host port"` (empty = this is a primary).
+    pub replicaof: String,
+    /// Password this replica sends to its primary (AUTH).
+    pub masterauth: Option<String>,
+    /// Replication backlog kept for partial resyncs, bytes.
+    #[serde(deserialize_with = "de_size")]
+    pub repl_backlog_size: u64,
+    /// A replica whose link is down still serves reads (`no`: -MASTERDOWN).
+    pub replica_serve_stale_data: bool,
+    /// Refuse writes unless this many replicas are connected with a lag of at
+    /// most `min_replicas_max_lag` seconds (0 = off).
+    pub min_replicas_to_write: u64,
+    /// Max replica lag, seconds, for `min_replicas_to_write`.
+    pub min_replicas_max_lag: u64,
+    /// Seconds without data from the other side before a replication link is dropped.
+    pub repl_timeout: u64,
+    /// Directory for the replication state file (epoch, replication id, peers);
+    /// empty = not persisted (no fencing across restarts).
+    pub dir: String,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +103,14 @@ impl Default for ServerConfig {
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             loglevel: "info".into(),
+            replicaof: String::new(),
+            masterauth: None,
+            repl_backlog_size: 1024 * 1024,
+            replica_serve_stale_data: true,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
+            repl_timeout: 60,
+            dir: String::new(),
         }
     }
 }
@@ -106,6 +133,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mul)
         .ok_or_else(|| format!("size '{s}' overflows"))
+}
+
+/// Parses a Redis boolean (`yes`/`no`).
+pub fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, got '{s}'")),
+    }
 }
 
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -148,6 +184,15 @@ impl ServerConfig {
         if self.maxclients == 0 {
             errs.push("maxclients: must be at least 1".into());
         }
+        if !self.replicaof.trim().is_empty() && self.replica_target().is_none() {
+            errs.push(format!(
+                "replicaof: expected \"host port\", got '{}'",
+                self.replicaof
+            ));
+        }
+        if self.repl_backlog_size < 16 * 1024 {
+            errs.push("repl_backlog_size: must be at least 16kb".into());
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -169,6 +214,17 @@ impl ServerConfig {
         } else {
             self.threads
         }
+    }
+
+    /// The primary to replicate from (`replicaof`), if any.
+    pub fn replica_target(&self) -> Option<(String, u16)> {
+        let mut it = self.replicaof.split_whitespace();
+        let host = it.next()?;
+        let port = it.next()?.parse::<u16>().ok()?;
+        if it.next().is_some() || port == 0 {
+            return None;
+        }
+        Some((host.to_string(), port))
     }
 
     /// Bind addresses.
@@ -239,6 +295,30 @@ pub struct Cli {
     /// Log filter [default: info].
     #[arg(long)]
     pub loglevel: Option<String>,
+    /// Replicate from a primary: "host port".
+    #[arg(long)]
+    pub replicaof: Option<String>,
+    /// Password to AUTH with at the primary.
+    #[arg(long)]
+    pub masterauth: Option<String>,
+    /// Replication backlog size [default: 1mb].
+    #[arg(long, value_parser = parse_size)]
+    pub repl_backlog_size: Option<u64>,
+    /// Serve reads while the link to the primary is down (yes/no) [default: yes].
+    #[arg(long, value_parser = parse_yes_no)]
+    pub replica_serve_stale_data: Option<bool>,
+    /// Refuse writes with fewer good replicas than this [default: 0 = off].
+    #[arg(long)]
+    pub min_replicas_to_write: Option<u64>,
+    /// Lag (seconds) under which a replica counts as good [default: 10].
+    #[arg(long)]
+    pub min_replicas_max_lag: Option<u64>,
+    /// Replication link timeout, seconds [default: 60].
+    #[arg(long)]
+    pub repl_timeout: Option<u64>,
+    /// Directory for the replication state file (epoch fencing across restarts).
+    #[arg(long)]
+    pub dir: Option<String>,
     /// Check the configuration, print problems, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -275,10 +355,20 @@ impl Cli {
             max_item_size,
             proto_max_bulk_len,
             client_query_buffer_limit,
-            loglevel
+            loglevel,
+            replicaof,
+            repl_backlog_size,
+            replica_serve_stale_data,
+            min_replicas_to_write,
+            min_replicas_max_lag,
+            repl_timeout,
+            dir
         );
         if let Some(p) = &self.requirepass {
             cfg.requirepass = Some(p.clone());
+        }
+        if let Some(p) = &self.masterauth {
+            cfg.masterauth = Some(p.clone());
         }
         cfg.validate()?;
         Ok(cfg)

@@ -18,6 +18,7 @@ pub mod exec;
 pub mod glob;
 pub mod net;
 pub mod pubsub;
+pub mod repl;
 pub mod shared;
 pub mod stats;
 

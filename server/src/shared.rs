@@ -231,6 +231,8 @@ pub struct Shared {
     pub gates: Box<[CachePadded<RwLock<()>>]>,
     /// Pub/Sub channels and patterns.
     pub pubsub: crate::pubsub::PubSub,
+    /// Replication state (role, backlog, replicas, link).
+    pub repl: crate::repl::Repl,
 }
 
 thread_local! {
@@ -275,6 +277,7 @@ impl Shared {
                 .map(|_| CachePadded::new(RwLock::new(())))
                 .collect(),
             pubsub: crate::pubsub::PubSub::default(),
+            repl: crate::repl::Repl::new(&config),
             config,
             settings,
             clients: DashMap::new(),

@@ -82,6 +82,36 @@ pub struct OutOfMemory;
 /// Called for every key removed by expiry or eviction (replication turns these into deletes).
 pub type RemovalObserver = Arc<dyn Fn(&[u8], Removal) + Send + Sync>;
 
+/// Called (under the shard's lock) the first time a shard is locked after
+/// [`Keyspace::begin_snapshot`]: replication serializes the shard there, before
+/// anything can change it, which makes the snapshot consistent without a fork.
+pub type SnapshotHook = Arc<dyn Fn(&ShardGuard<'_>) + Send + Sync>;
+
+thread_local! {
+    /// Keyspace writes made by this thread (put, delete, meta/collection edits,
+    /// flush): replication compares it around a command to know whether it wrote.
+    static WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Whether this thread may reclaim expired keys in guarded mode.
+    static RECLAIM_PERMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keyspace writes made by the calling thread so far (a cheap thread-local count).
+#[inline]
+pub fn thread_writes() -> u64 {
+    WRITES.with(|w| w.get())
+}
+
+#[inline]
+pub(crate) fn bump_writes() {
+    WRITES.with(|w| w.set(w.get().wrapping_add(1)));
+}
+
+/// In guarded mode ([`Keyspace::set_guarded_reclaim`]) only a thread holding the
+/// permit reclaims expired keys or evicts; returns the previous setting.
+pub fn set_reclaim_permit(on: bool) -> bool {
+    RECLAIM_PERMIT.with(|p| p.replace(on))
+}
+
 /// Totals over all shards.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeyspaceStats {
@@ -111,6 +141,11 @@ pub struct Keyspace {
     lfu_decay_time: AtomicU32,
     observer: parking_lot::RwLock<Option<RemovalObserver>>,
     has_observer: std::sync::atomic::AtomicBool,
+    guarded: std::sync::atomic::AtomicBool,
+    evict_disabled: std::sync::atomic::AtomicBool,
+    snap_active: std::sync::atomic::AtomicBool,
+    snap_pending: Box<[std::sync::atomic::AtomicBool]>,
+    snap_hook: parking_lot::RwLock<Option<SnapshotHook>>,
 }
 
 impl Keyspace {
@@ -130,7 +165,81 @@ impl Keyspace {
             lfu_decay_time: AtomicU32::new(cfg.lfu_decay_time),
             observer: parking_lot::RwLock::new(None),
             has_observer: std::sync::atomic::AtomicBool::new(false),
+            guarded: std::sync::atomic::AtomicBool::new(false),
+            evict_disabled: std::sync::atomic::AtomicBool::new(false),
+            snap_active: std::sync::atomic::AtomicBool::new(false),
+            snap_pending: (0..cfg.shards.max(1))
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
+            snap_hook: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// Guarded mode (replication): expired keys are reclaimed, and keys evicted,
+    /// only by a thread holding the permit ([`set_reclaim_permit`]); others see
+    /// an expired key as missing but leave it in place.
+    pub fn set_guarded_reclaim(&self, on: bool) {
+        self.guarded.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the calling thread may reclaim expired keys now.
+    #[inline]
+    pub(crate) fn may_reclaim(&self) -> bool {
+        !self.guarded.load(Ordering::Relaxed) || RECLAIM_PERMIT.with(|p| p.get())
+    }
+
+    /// Disables eviction ([`make_room`](Self::make_room) always succeeds): replicas
+    /// delete only what their primary deletes.
+    pub fn set_evict_disabled(&self, on: bool) {
+        self.evict_disabled.store(on, Ordering::SeqCst);
+    }
+
+    /// Starts a shard-granular copy-on-access snapshot: every shard is marked
+    /// pending, and the first [`lock_shard`](Self::lock_shard) of a pending shard
+    /// runs `hook` on it before the caller sees it.
+    pub fn begin_snapshot(&self, hook: SnapshotHook) {
+        *self.snap_hook.write() = Some(hook);
+        for p in self.snap_pending.iter() {
+            p.store(true, Ordering::SeqCst);
+        }
+        self.snap_active.store(true, Ordering::SeqCst);
+    }
+
+    /// Shards not yet passed to the snapshot hook.
+    pub fn snapshot_pending(&self) -> usize {
+        self.snap_pending
+            .iter()
+            .filter(|p| p.load(Ordering::Acquire))
+            .count()
+    }
+
+    /// Ends (or cancels) the snapshot started by [`begin_snapshot`](Self::begin_snapshot).
+    pub fn end_snapshot(&self) {
+        self.snap_active.store(false, Ordering::SeqCst);
+        for p in self.snap_pending.iter() {
+            p.store(false, Ordering::SeqCst);
+        }
+        *self.snap_hook.write() = None;
+    }
+
+    /// The last CAS id handed out.
+    pub fn cas_counter(&self) -> u64 {
+        self.cas.load(Ordering::Relaxed)
+    }
+
+    /// Sets the CAS sequence to at least `v` (replicas follow their primary's).
+    pub fn raise_cas_counter(&self, v: u64) {
+        self.cas.fetch_max(v, Ordering::Relaxed);
+    }
+
+    /// Sets the CAS sequence to exactly `v` (a replica after a full sync).
+    pub fn set_cas_counter(&self, v: u64) {
+        self.cas.store(v, Ordering::Relaxed);
+    }
+
+    /// The access word a freshly written entry gets under the current policy.
+    pub fn initial_access(&self, now_ms: u64) -> u32 {
+        policy::initial_access(self.policy().is_lfu(), now_ms)
     }
 
     /// Installs the observer of expirations and evictions.
@@ -177,11 +286,20 @@ impl Keyspace {
     /// # Panics
     /// If `index >= shard_count()`.
     pub fn lock_shard(&self, index: usize) -> ShardGuard<'_> {
-        ShardGuard {
+        let g = ShardGuard {
             shard: self.shards[index].lock(),
             ks: self,
             index,
+        };
+        if self.snap_active.load(Ordering::Acquire)
+            && self.snap_pending[index].swap(false, Ordering::AcqRel)
+        {
+            let hook = self.snap_hook.read().clone();
+            if let Some(h) = hook {
+                h(&g);
+            }
         }
+        g
     }
 
     /// Locks every shard owning one of `keys`, in index order (deadlock-free).
@@ -277,7 +395,8 @@ impl Keyspace {
     /// [`OutOfMemory`] when over the limit and the policy forbids eviction or no
     /// eligible key is left.
     pub fn make_room(&self, now_ms: u64) -> Result<(), OutOfMemory> {
-        if !self.over_limit() {
+        if !self.over_limit() || self.evict_disabled.load(Ordering::Relaxed) || !self.may_reclaim()
+        {
             return Ok(());
         }
         let policy = self.policy();

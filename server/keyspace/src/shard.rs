@@ -239,7 +239,9 @@ impl<'a> ShardGuard<'a> {
         let hash = self.ks.hash(key);
         let idx = self.find_index(hash, key)?;
         if self.entry_at(idx).is_expired(now_ms) {
-            self.remove_at(idx, Removal::Expired);
+            if self.ks.may_reclaim() {
+                self.remove_at(idx, Removal::Expired);
+            }
             return None;
         }
         Some(self.entry_at(idx))
@@ -254,7 +256,9 @@ impl<'a> ShardGuard<'a> {
             return None;
         };
         if self.entry_at(idx).is_expired(now_ms) {
-            self.remove_at(idx, Removal::Expired);
+            if self.ks.may_reclaim() {
+                self.remove_at(idx, Removal::Expired);
+            }
             self.shard.misses += 1;
             return None;
         }
@@ -292,6 +296,19 @@ impl<'a> ShardGuard<'a> {
         };
         self.put(key, Entry::new(key, value_parts, &meta));
         cas
+    }
+
+    /// Sets the CAS id of `key` in place (replication keeps ids equal to the
+    /// primary's); returns false if the key is absent.
+    pub fn set_cas(&mut self, key: &[u8], cas: u64) -> bool {
+        let hash = self.ks.hash(key);
+        match self.find_index(hash, key) {
+            Some(idx) => {
+                self.entry_at_mut(idx).set_cas(cas);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Marks `key` as stored under a base64 (binary) key.
@@ -349,6 +366,7 @@ impl<'a> ShardGuard<'a> {
         if let Some(c) = cas {
             meta.cas = c;
         }
+        crate::bump_writes();
         let was_volatile = e.expire_at().is_some();
         let before = entry_cost(e);
         e.replace_meta(&meta);
@@ -410,6 +428,7 @@ impl<'a> ShardGuard<'a> {
         let before = entry_cost(e);
         let obj = e.object_mut()?;
         let r = f(obj);
+        crate::bump_writes();
         let empty = obj.is_empty();
         let after = entry_cost(self.entry_at(idx));
         let delta = after as isize - before as isize;
@@ -425,6 +444,7 @@ impl<'a> ShardGuard<'a> {
     }
 
     fn put(&mut self, key: &[u8], entry: Entry) {
+        crate::bump_writes();
         let hash = self.ks.hash(key);
         let ks = self.ks;
         let new_cost = entry_cost(&entry);
@@ -473,7 +493,7 @@ impl<'a> ShardGuard<'a> {
         match why {
             Removal::Expired => shard.expired += 1,
             Removal::Evicted => shard.evicted += 1,
-            Removal::Deleted => {}
+            Removal::Deleted => crate::bump_writes(),
         }
         shard.used -= cost;
         self.ks.add_used(-(cost as isize));
@@ -489,7 +509,9 @@ impl<'a> ShardGuard<'a> {
         let hash = self.ks.hash(key);
         let idx = self.find_index(hash, key)?;
         if self.entry_at(idx).is_expired(now_ms) {
-            self.remove_at(idx, Removal::Expired);
+            if self.ks.may_reclaim() {
+                self.remove_at(idx, Removal::Expired);
+            }
             return None;
         }
         Some(self.remove_at(idx, Removal::Deleted))
@@ -561,7 +583,9 @@ impl<'a> ShardGuard<'a> {
             // SAFETY: i < buckets().
             if unsafe { self.shard.table.is_bucket_full(i) } {
                 if self.entry_at(i).is_expired(now_ms) {
-                    self.remove_at(i, Removal::Expired);
+                    if self.ks.may_reclaim() {
+                        self.remove_at(i, Removal::Expired);
+                    }
                     continue;
                 }
                 return Some(self.entry_at(i));
@@ -630,7 +654,7 @@ impl<'a> ShardGuard<'a> {
     /// Returns (entries looked at, entries expired).
     pub(crate) fn expire_step(&mut self, max_buckets: usize, now_ms: u64) -> (usize, usize) {
         let buckets = self.shard.table.buckets();
-        if self.shard.volatile == 0 || self.shard.table.is_empty() {
+        if self.shard.volatile == 0 || self.shard.table.is_empty() || !self.ks.may_reclaim() {
             return (0, 0);
         }
         let mut cursor = self.shard.expire_cursor % buckets;
@@ -671,6 +695,7 @@ impl<'a> ShardGuard<'a> {
                 }
             }
         }
+        crate::bump_writes();
         let shard = &mut *self.shard;
         let old = std::mem::replace(&mut shard.table, RawTable::new());
         self.ks.add_used(-(shard.used as isize));

@@ -22,7 +22,7 @@ use shoal_client::memcache::{decode, McDecoded, McLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::exec::memcache::{command_name, execute, Flow, McConn};
+use crate::exec::memcache::{command_name, Flow, McConn};
 use crate::shared::{now_ms, ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -87,7 +87,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                     let name = command_name(&req);
                     let flow = {
                         let _gate = shared.gate_read();
-                        execute(shared, &mut conn, req, &mut out, now)
+                        crate::repl::mc_execute(shared, &mut conn, req, &mut out, now)
                     };
                     crate::stats::record_mc(name);
                     commands += 1;

@@ -139,6 +139,7 @@ pub fn start_with_listeners(
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut threads = Vec::new();
+    threads.push(crate::repl::start(&shared, shutdown_rx.clone())?);
     let mut senders = Vec::new();
     for i in 0..shared.threads {
         let (tx, rx) = mpsc::unbounded_channel::<(StdStream, Protocol)>();
@@ -314,7 +315,6 @@ fn acceptor(
             });
         }
         drop(conn_tx);
-        let ks = shared.keyspace.clone();
         let mut expire_tick = tokio::time::interval(Duration::from_millis(100));
         let mut next = 0usize;
         let mut ticks = 0u64;
@@ -336,9 +336,10 @@ fn acceptor(
                     next = next.wrapping_add(1);
                 }
                 _ = expire_tick.tick() => {
-                    let ks = ks.clone();
+                    let sh = shared.clone();
                     // Active expiry takes shard locks briefly; keep it off the accept path.
-                    let _ = tokio::task::spawn_blocking(move || ks.active_expire_cycle(now_ms(), 256)).await;
+                    // With replication it runs under the repl lock and emits DELs.
+                    let _ = tokio::task::spawn_blocking(move || crate::repl::active_expire(&sh, now_ms())).await;
                     ticks += 1;
                     if ticks % 10 == 0 {
                         stats::publish_gauges(&shared);

@@ -141,7 +141,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                     }
                     pos += consumed;
                     need = 0;
-                    if conn.close {
+                    if conn.close || conn.repl.psync.is_some() {
                         break;
                     }
                     if out.len() >= OUT_HIGH_WATER {
@@ -207,6 +207,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         if fatal || conn.close {
             break;
         }
+        if conn.repl.psync.is_some() {
+            // PSYNC/SYNC: this connection now carries the replication stream.
+            let rest = rbuf.split();
+            crate::repl::primary::serve_replica(shared, stream, rest, handle, &conn.repl).await;
+            on_disconnect(shared, &mut conn);
+            return;
+        }
         if let Some((block, consumed)) = blocked {
             match wait_unblocked(
                 shared,
@@ -219,11 +226,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             .await
             {
                 Wakeup::Woken => rerun = true,
+                Wakeup::TimedOut if block.on_timeout == TimeoutReply::Rerun => rerun = true,
                 Wakeup::TimedOut => {
                     let mut w = ReplyWriter::new(&mut out, conn.proto);
                     match block.on_timeout {
                         TimeoutReply::NullArray => w.null_array(),
                         TimeoutReply::NullBulk => w.null(),
+                        TimeoutReply::Rerun => {}
                     }
                     conn.block_deadline = None;
                     conn.block_ticket = None;

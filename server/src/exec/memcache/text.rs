@@ -453,7 +453,7 @@ fn flush_now(shared: &Shared) {
     // Freeing a big keyspace takes a while: hand large ones to the lazy-free thread,
     // but do not start a thread for every flush of a small test keyspace.
     let lazy = shared.keyspace.len() > 65_536;
-    shared.keyspace.flush(lazy);
+    crate::repl::mc_flush(shared, lazy);
 }
 
 /// `stats [group]`.

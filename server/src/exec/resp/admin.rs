@@ -181,7 +181,56 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("save", String::new()),
         ("appendonly", "no".into()),
         ("hz", "10".into()),
+        (
+            "repl-backlog-size",
+            sh.repl.backlog_size.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "replica-serve-stale-data",
+            yes_no(sh.repl.serve_stale.load(Ordering::Relaxed)),
+        ),
+        (
+            "slave-serve-stale-data",
+            yes_no(sh.repl.serve_stale.load(Ordering::Relaxed)),
+        ),
+        ("replica-read-only", "yes".into()),
+        ("slave-read-only", "yes".into()),
+        (
+            "min-replicas-to-write",
+            sh.repl.min_replicas.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "min-slaves-to-write",
+            sh.repl.min_replicas.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "min-replicas-max-lag",
+            sh.repl.min_lag.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "min-slaves-max-lag",
+            sh.repl.min_lag.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "repl-timeout",
+            sh.repl.timeout.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "masterauth",
+            sh.repl.masterauth.read().clone().unwrap_or_default(),
+        ),
+        ("replicaof", {
+            let m = sh.repl.master.lock();
+            m.as_ref()
+                .map(|m| format!("{} {}", m.host, m.port))
+                .unwrap_or_default()
+        }),
+        ("dir", sh.config.dir.clone()),
     ]
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
 }
 
 fn config_set_one(ctx: &mut Ctx<'_>, name: &str, v: &[u8]) -> Result<(), String> {
@@ -216,6 +265,37 @@ fn config_set_one(ctx: &mut Ctx<'_>, name: &str, v: &[u8]) -> Result<(), String>
         "max-item-size" => s.max_item_size.store(mem()?.max(1024), Ordering::Relaxed),
         "lfu-log-factor" => ctx.ks.set_lfu(num()? as u32, ctx.ks.lfu_decay_time()),
         "lfu-decay-time" => ctx.ks.set_lfu(ctx.ks.lfu_log_factor(), num()? as u32),
+        "repl-backlog-size" => ctx
+            .shared
+            .repl
+            .backlog_size
+            .store(mem()?.max(16 * 1024), Ordering::Relaxed),
+        "replica-serve-stale-data" | "slave-serve-stale-data" => {
+            let b = crate::config::parse_yes_no(&text)
+                .map_err(|_| fail("argument must be 'yes' or 'no'"))?;
+            ctx.shared.repl.serve_stale.store(b, Ordering::Relaxed);
+        }
+        "replica-read-only" | "slave-read-only" => {
+            if !text.eq_ignore_ascii_case("yes") {
+                return Err(fail("Shoal replicas are always read-only"));
+            }
+        }
+        "min-replicas-to-write" | "min-slaves-to-write" => ctx
+            .shared
+            .repl
+            .min_replicas
+            .store(num()?, Ordering::Relaxed),
+        "min-replicas-max-lag" | "min-slaves-max-lag" => {
+            ctx.shared.repl.min_lag.store(num()?, Ordering::Relaxed)
+        }
+        "repl-timeout" => ctx
+            .shared
+            .repl
+            .timeout
+            .store(num()?.max(1), Ordering::Relaxed),
+        "masterauth" => {
+            *ctx.shared.repl.masterauth.write() = (!text.is_empty()).then_some(text.clone())
+        }
         "save" | "appendonly" => {
             if !(text.is_empty() || text.eq_ignore_ascii_case("no")) {
                 return Err(fail("Shoal is an in-memory cache without persistence"));
@@ -390,13 +470,16 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     if want("stats") {
         let _ = write!(
             out,
-            "{}# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n",
+            "{}# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n",
             if out.is_empty() { "" } else { "\r\n" },
             c.total_connections.load(Ordering::Relaxed),
             c.total_commands.load(Ordering::Relaxed),
             c.net_input_bytes.load(Ordering::Relaxed),
             c.net_output_bytes.load(Ordering::Relaxed),
             c.rejected_connections.load(Ordering::Relaxed),
+            sh.repl.sync_full.load(Ordering::Relaxed),
+            sh.repl.sync_partial_ok.load(Ordering::Relaxed),
+            sh.repl.sync_partial_err.load(Ordering::Relaxed),
             st.expired,
             st.evicted,
             st.hits,
@@ -407,9 +490,9 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     if want("replication") {
         let _ = write!(
             out,
-            "{}# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:0\r\n",
+            "{}# Replication\r\n{}",
             if out.is_empty() { "" } else { "\r\n" },
-            sh.run_id
+            crate::repl::info_section(sh)
         );
     }
     if want("cpu") {

@@ -13,6 +13,7 @@ mod keys;
 mod lists;
 mod longdouble;
 mod pubsub;
+mod repl;
 mod sets;
 mod strings;
 mod tx;
@@ -121,6 +122,10 @@ pub struct Conn {
     pub subscriptions: usize,
     /// Messages for this subscriber (pub/sub), already encoded.
     pub push_rx: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+    /// This is the replica's link applying its primary's stream.
+    pub master_link: bool,
+    /// Replication state of this client (REPLCONF, PSYNC, WAIT).
+    pub repl: crate::repl::ConnRepl,
 }
 
 impl Conn {
@@ -146,6 +151,8 @@ impl Conn {
             watch_dirty: Arc::new(AtomicBool::new(false)),
             subscriptions: 0,
             push_rx: None,
+            master_link: false,
+            repl: crate::repl::ConnRepl::default(),
         }
     }
 }
@@ -171,6 +178,9 @@ pub enum TimeoutReply {
     /// `$-1` (RESP2) / `_` (RESP3) (Redis 7.0 answers even BLMOVE's timeout
     /// with a null array; kept for commands that need it).
     NullBulk,
+    /// Nothing: the command runs again and replies itself (WAIT checks its
+    /// own deadline).
+    Rerun,
 }
 
 /// A blocking command waiting for keys.
@@ -350,6 +360,7 @@ pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
     v.extend(tx::table());
     v.extend(pubsub::table());
     v.extend(bits::table());
+    v.extend(repl::table());
     for (i, s) in v.iter_mut().enumerate() {
         s.id = i;
     }
@@ -560,6 +571,21 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         reject_cmd(ctx, Some(spec), "NOAUTH Authentication required.");
         return;
     }
+    // Replication: refusals (read-only replica, stale link, min-replicas), and
+    // the repl lock that orders this write into the stream (docs/replication.md).
+    let mut repl_scope = None;
+    if !ctx.conn.master_link && !crate::repl::idle(ctx.shared) {
+        if let Some(msg) = repl::refusal(ctx, spec) {
+            reject_cmd(ctx, Some(spec), msg);
+            return;
+        }
+        if spec.flags & WRITE != 0 && ctx.conn.multi.is_none() {
+            repl_scope = crate::repl::begin_write(ctx.shared);
+        }
+    }
+    if spec.name == "client" && repl::client_kill(ctx, req) {
+        return;
+    }
     if spec.flags & DENYOOM != 0
         && !ctx.conn.no_evict
         && ctx.ks.over_limit()
@@ -590,12 +616,16 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
             return;
         }
     }
+    let mark = ctx.out.len();
     if spec.flags & EXCLUSIVE != 0 || ctx.conn.in_exec {
         // EXEC takes every worker's gate itself, and its queued commands run under it.
         (spec.handler)(ctx, req);
     } else {
         let _gate = ctx.shared.gate_read();
         (spec.handler)(ctx, req);
+    }
+    if let Some(scope) = repl_scope {
+        repl::propagate(ctx, req, spec, scope, mark);
     }
     stats::record(spec.id);
 }

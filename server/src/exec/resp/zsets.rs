@@ -290,10 +290,12 @@ fn lex_bounds(z: &ZSet, min: &Lex, max: &Lex) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// Redis `d2string`, used for ZSCAN scores: integers (and -0) without exponent.
+/// Redis `d2string`, used for ZSCAN scores: integral values within ±LLONG_MAX/2
+/// print as integers (so -0 is "0"), everything else with `%.17g`.
 fn d2string(d: f64) -> Vec<u8> {
-    if d == 0.0 {
-        return b"0".to_vec();
+    const HALF: f64 = (i64::MAX / 2) as f64;
+    if (-HALF..=HALF).contains(&d) && (d as i64) as f64 == d {
+        return (d as i64).to_string().into_bytes();
     }
     let mut v = Vec::with_capacity(24);
     format_double(d, &mut v);
@@ -831,7 +833,13 @@ fn zrange_generic(
         if n == 0 {
             g.shard(dst).remove(dst, now);
         } else {
-            let mut z = ZSet::new();
+            // Redis sizes the destination by the rank range length up front
+            // (`zsetTypeCreate`); score and lex ranges start as a listpack.
+            let mut z = if rt == RangeType::Rank && n > ZSet::MAX_LISTPACK_ENTRIES {
+                ZSet::new_skiplist()
+            } else {
+                ZSet::new()
+            };
             for (m, s) in &items {
                 z.insert(m, *s);
             }
@@ -1360,6 +1368,7 @@ pub fn zscan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         }
         i += 2;
     }
+    let skiplist = z.is_skiplist();
     let mut found: Vec<(Vec<u8>, f64)> = Vec::new();
     let next = z.scan(cursor, count, |m, s| {
         if pattern.is_some_and(|p| p != b"*" && !crate::glob::matches(p, m, false)) {
@@ -1374,7 +1383,14 @@ pub fn zscan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     w.array(found.len() * 2);
     for (m, s) in &found {
         w.bulk(m);
-        w.bulk(&d2string(*s));
+        if skiplist {
+            // Redis prints skiplist scores with `%.17Lg`.
+            let mut v = Vec::with_capacity(24);
+            format_double(*s, &mut v);
+            w.bulk(&v);
+        } else {
+            w.bulk(&d2string(*s));
+        }
     }
 }
 
