@@ -166,6 +166,14 @@ pub fn get(ctx: &mut Ctx<'_>, req: &Req<'_>) {
 
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]
 pub fn set(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    if req.len() == 3 {
+        // Plain SET: one probe (insert replaces whatever is there, of any type).
+        let (key, val) = (req.arg(1), req.arg(2));
+        let now = ctx.now;
+        ctx.ks.lock(key).insert(key, &[val], None, 0, now);
+        ctx.w().ok();
+        return;
+    }
     let Some(o) = parse_string_opts(ctx, req, 3, false) else {
         return;
     };
