@@ -21,11 +21,14 @@ fn shape(cmd: &str) -> RespCase {
     c(cmd).with(Cmp::Structure)
 }
 
+/// Cursor and (member, score) pairs of a scan reply.
+type ScanResult = (Vec<u8>, BTreeSet<(Vec<u8>, Vec<u8>)>);
+
 /// A complete ZSCAN / ZRANDMEMBER-style reply whose element order may differ: compares
 /// the cursor and the multiset of (member, score) pairs.
 fn scan_pairs() -> Cmp {
     Cmp::Custom(Rc::new(|x: &[u8], y: &[u8]| {
-        let norm = |b: &[u8]| -> Result<(Vec<u8>, BTreeSet<(Vec<u8>, Vec<u8>)>), String> {
+        let norm = |b: &[u8]| -> Result<ScanResult, String> {
             let v = parse(b).ok_or("unparsable")?;
             let parts = v.elements().ok_or("not an array")?;
             if parts.len() != 2 {
@@ -438,7 +441,7 @@ fn remrange_and_pops() {
 }
 
 #[test]
-fn blocking_pop_is_woken_by_zadd() {
+fn blocking_pop_timeout_and_immediate() {
     let mut pair = RespPair::start();
     let cases = [
         c("FLUSHALL"),

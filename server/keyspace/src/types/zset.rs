@@ -717,7 +717,7 @@ impl ZSet {
         matches!(self.repr, Repr::Big(_))
     }
 
-    fn to_skiplist(&mut self) {
+    fn convert_to_skiplist(&mut self) {
         if let Repr::Pack(p) = &self.repr {
             let mut b = Big::new();
             for (_, m, s) in p.iter() {
@@ -734,7 +734,7 @@ impl ZSet {
             if p.len > MAX_LISTPACK_ENTRIES
                 || p.iter().any(|(_, m, _)| m.len() > MAX_LISTPACK_VALUE)
             {
-                self.to_skiplist();
+                self.convert_to_skiplist();
             }
         }
     }
@@ -782,7 +782,7 @@ impl ZSet {
                         p.insert(member, score);
                         return None;
                     }
-                    self.to_skiplist();
+                    self.convert_to_skiplist();
                 }
             }
         }
@@ -996,12 +996,7 @@ impl ZSet {
     #[doc(hidden)]
     pub fn check(&self) {
         if let Repr::Big(b) = &self.repr {
-            fn walk(
-                n: &Node,
-                slots: &[Slot],
-                depth: usize,
-                leaf_depth: &mut Option<usize>,
-            ) -> usize {
+            fn walk(n: &Node, depth: usize, leaf_depth: &mut Option<usize>) -> usize {
                 match n {
                     Node::Leaf(v) => {
                         match leaf_depth {
@@ -1013,7 +1008,7 @@ impl ZSet {
                     Node::Inner(ch) => {
                         let mut total = 0;
                         for c in ch {
-                            let cnt = walk(&c.node, slots, depth + 1, leaf_depth);
+                            let cnt = walk(&c.node, depth + 1, leaf_depth);
                             assert_eq!(cnt, c.count);
                             assert_eq!(c.max, c.node.max());
                             assert!(cnt > 0);
@@ -1024,7 +1019,7 @@ impl ZSet {
                 }
             }
             let mut d = None;
-            assert_eq!(walk(&b.root, &b.slots, 0, &mut d), b.len());
+            assert_eq!(walk(&b.root, 0, &mut d), b.len());
             let all = self.to_vec();
             for w in all.windows(2) {
                 assert_eq!(key_cmp(w[0].1, &w[0].0, w[1].1, &w[1].0), Ordering::Less);

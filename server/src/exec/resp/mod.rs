@@ -19,6 +19,8 @@ mod strings;
 mod tx;
 mod zsets;
 
+pub use admin::rss_bytes;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -666,6 +668,21 @@ pub fn eq(a: &[u8], lower: &str) -> bool {
     a.eq_ignore_ascii_case(lower.as_bytes())
 }
 
+/// Releases everything a RESP connection holds in shared structures (WATCHes,
+/// blocked-key registrations, pub/sub subscriptions). Called once on disconnect.
+pub fn on_disconnect(shared: &Shared, conn: &mut Conn) {
+    if let Some(b) = conn.block.take() {
+        for key in &b.keys {
+            let mut g = shared.keyspace.lock(key);
+            g.remove_waiter(key, conn.id);
+            // A wake-up may have been meant for us: pass it on.
+            g.wake_one(key);
+        }
+    }
+    tx::on_disconnect(shared, conn);
+    pubsub::on_disconnect(shared, conn);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,21 +720,4 @@ mod tests {
             assert_eq!(lookup(s.name.as_bytes()).unwrap().name, s.name);
         }
     }
-}
-
-pub use admin::rss_bytes;
-
-/// Releases everything a RESP connection holds in shared structures (WATCHes,
-/// blocked-key registrations, pub/sub subscriptions). Called once on disconnect.
-pub fn on_disconnect(shared: &Shared, conn: &mut Conn) {
-    if let Some(b) = conn.block.take() {
-        for key in &b.keys {
-            let mut g = shared.keyspace.lock(key);
-            g.remove_waiter(key, conn.id);
-            // A wake-up may have been meant for us: pass it on.
-            g.wake_one(key);
-        }
-    }
-    tx::on_disconnect(shared, conn);
-    pubsub::on_disconnect(shared, conn);
 }

@@ -461,26 +461,6 @@ pub fn decrby(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
 }
 
-/// Parses a float the way Redis' `string2ld` accepts it (no spaces, finite or inf).
-#[cfg(test)]
-pub fn parse_float(b: &[u8]) -> Option<f64> {
-    if b.is_empty()
-        || b.len() > 5000
-        || b[0].is_ascii_whitespace()
-        || b[b.len() - 1].is_ascii_whitespace()
-    {
-        return None;
-    }
-    let s = std::str::from_utf8(b).ok()?;
-    let v: f64 = match s.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        "nan" | "-nan" | "+nan" => return None,
-        _ => s.parse().ok()?,
-    };
-    Some(v)
-}
-
 /// INCRBYFLOAT in software-emulated x87 `long double`, so every result is the
 /// text redis-server prints (see `longdouble`).
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Req<'_>) {

@@ -1166,7 +1166,7 @@ fn parse_timeout(ctx: &mut Ctx<'_>, b: &[u8]) -> Result<Option<Duration>, ()> {
     }
     let ms = (v * 1000.0).ceil();
     // Out of long long range converts to LLONG_MIN on x86: "negative".
-    if !(ms >= 0.0 && ms < 9.2e18) {
+    if !(0.0..9.2e18).contains(&ms) {
         ctx.err("ERR timeout is negative");
         return Err(());
     }
@@ -1695,7 +1695,7 @@ mod tests {
         assert_eq!(parse_score(b"-inf"), Some(f64::NEG_INFINITY));
         assert_eq!(parse_score(b"+Infinity"), Some(f64::INFINITY));
         assert_eq!(parse_score(b"0x10"), Some(16.0));
-        assert_eq!(parse_score(b"1e-310").is_some(), true);
+        assert!(parse_score(b"1e-310").is_some());
         assert_eq!(parse_score(b".5"), Some(0.5));
         assert_eq!(parse_score(b"5."), Some(5.0));
         for bad in [
