@@ -40,6 +40,8 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut args = Args::new();
+    let mut args_next = Args::new();
+    let mut args_next2 = Args::new();
     // Cancel safety: `read_buf`, `Notified` and `recv` are all cancel safe; the
     // kill future is created once so a kill is never missed between reads.
     let killed = handle.kill.notified();
@@ -124,9 +126,35 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         let mut fatal = false;
         let mut blocked: Option<(Block, usize)> = None;
         let batch = crate::stats::begin_batch();
+        // Two frames of lookahead: before a frame runs, the one after it has its
+        // key's table slot read and entry prefetched, and the one after that its
+        // slot prefetched, so the cache misses of random keys overlap with
+        // earlier commands instead of stalling each one in turn.
+        let mut cur = decode_request(&rbuf[pos..], &limits, &mut args);
+        let mut p1 = pos;
+        let mut r1 = None;
+        if let Ok(Decoded::Frame { consumed }) = cur {
+            p1 = pos + consumed;
+            let r = decode_request(&rbuf[p1..], &limits, &mut args_next);
+            if let Ok(Decoded::Frame { consumed: c }) = r {
+                prefetch_key(shared, &rbuf[p1..p1 + c], &args_next, false);
+            }
+            r1 = Some(r);
+        }
         loop {
-            match decode_request(&rbuf[pos..], &limits, &mut args) {
+            match cur {
                 Ok(Decoded::Frame { consumed }) => {
+                    let next = r1.take().unwrap_or(Ok(Decoded::Incomplete { need: None }));
+                    let mut p2 = p1;
+                    if let Ok(Decoded::Frame { consumed: c1 }) = next {
+                        prefetch_key(shared, &rbuf[p1..p1 + c1], &args_next, true);
+                        p2 = p1 + c1;
+                        let r = decode_request(&rbuf[p2..], &limits, &mut args_next2);
+                        if let Ok(Decoded::Frame { consumed: c2 }) = r {
+                            prefetch_key(shared, &rbuf[p2..p2 + c2], &args_next2, false);
+                        }
+                        r1 = Some(r);
+                    }
                     if !args.is_empty() {
                         let req = Req::new(&rbuf[pos..pos + consumed], &args);
                         execute(shared, &mut conn, &mut out, &req, now);
@@ -141,6 +169,11 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                     }
                     pos += consumed;
                     need = 0;
+                    // Rotate the lookahead window: next becomes current.
+                    std::mem::swap(&mut args, &mut args_next);
+                    std::mem::swap(&mut args_next, &mut args_next2);
+                    cur = next;
+                    p1 = p2;
                     if conn.close || conn.repl.psync.is_some() {
                         break;
                     }
@@ -253,6 +286,17 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
     }
     on_disconnect(shared, &mut conn);
     let _ = stream.shutdown().await;
+}
+
+/// Prefetches (stage 1: table slot, stage 2: entry) the key of a GET/SET-family frame.
+#[inline]
+fn prefetch_key(shared: &Shared, frame: &[u8], args: &Args, entry: bool) {
+    if args.len() >= 2 {
+        let name = args.get(frame, 0);
+        if name.len() <= 6 && (name[0] | 0x20 == b'g' || name[0] | 0x20 == b's') {
+            shared.keyspace.prefetch(args.get(frame, 1), entry);
+        }
+    }
 }
 
 enum Wakeup {
