@@ -22,9 +22,16 @@ CLK=$(getconf CLK_TCK)
 if [[ ${1:-} != --no-build ]]; then
     (cd "$ROOT" && cargo build --release -p shoal-server -p shoal-bench >&2)
 fi
+ORIG_SHOAL_BIN=$SHOAL_SERVER_BIN
 use_private_shoal_copy
 LOGDIR=$(mktemp -d /tmp/shoal-repl-bench.XXXXXX)
 
+restart_clean() { # stop everything started so far; cleanup also removes the private binary copy
+    cleanup_started
+    STARTED_PIDS=()
+    SHOAL_SERVER_BIN=$ORIG_SHOAL_BIN
+    use_private_shoal_copy
+}
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 info_field() { redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
 wait_synced() { # PORT TIMEOUT_S: until master_link_status:up and no sync in progress
@@ -129,8 +136,7 @@ lags.sort()
 q = lambda f: lags[min(len(lags) - 1, int(f * len(lags)))]
 print(f"probes: {len(lags)}  lag p50 {q(0.5):.3f} ms  p99 {q(0.99):.3f} ms  max {lags[-1]:.3f} ms")
 EOF
-cleanup_started
-STARTED_PIDS=()
+restart_clean
 
 echo
 echo "## 3. Full sync of $SYNC_KEYS keys x $SYNC_VALUE B"
@@ -148,8 +154,7 @@ wait_synced $((P + 1)) 600 || die "shoal replica did not finish the full sync"
 t1=$(date +%s.%N)
 shoal_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 [[ $(redis-cli -p "$P" DEBUG DIGEST) == $(redis-cli -p $((P + 1)) DEBUG DIGEST) ]] && same=yes || same=NO
-cleanup_started
-STARTED_PIDS=()
+restart_clean
 R=$((BASE + 20))
 start_redis "$R" "$LOGDIR/redis-primary.log" 0
 fill "$R"

@@ -26,6 +26,7 @@ if [[ ${1:-} != --no-build ]]; then
     (cd "$ROOT" && cargo build --release -p shoal-server >&2)
 fi
 command -v redis-benchmark >/dev/null || die "redis-benchmark not installed (apt-get install redis-tools)"
+ORIG_SHOAL_BIN=$SHOAL_SERVER_BIN
 use_private_shoal_copy
 LOGDIR=$(mktemp -d /tmp/shoal-types.XXXXXX)
 
@@ -92,8 +93,14 @@ awk -v a="$LOGSUM" -v n="$COUNT" 'BEGIN { if (n > 0) printf "\nGeometric mean of
 echo
 echo "| dataset | redis RSS growth | shoal RSS growth | ratio |"
 echo "|---|---:|---:|---:|"
-for port in "$REDIS_PORT" "$SHOAL_PORT"; do redis-cli -p "$port" FLUSHALL >/dev/null; done
-sleep 1
+# Fresh servers: memory freed by part 1 would otherwise be reused without RSS growth.
+cleanup_started
+STARTED_PIDS=()
+[[ -x $SHOAL_SERVER_BIN ]] || { SHOAL_SERVER_BIN=$ORIG_SHOAL_BIN; use_private_shoal_copy; }
+start_redis "$REDIS_PORT" "$LOGDIR/redis2.log" 0
+RPID=$REPLY_PID
+start_shoal "$SHOAL_PORT" "$SHOAL_MC_PORT" 1 "$LOGDIR/shoal2.log" 0
+SPID=$REPLY_PID
 r0=$(vm_rss_kb "$RPID")
 s0=$(vm_rss_kb "$SPID")
 gen_hashes() {
