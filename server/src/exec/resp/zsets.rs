@@ -1297,32 +1297,9 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
 }
 
-/// Redis `parseScanCursorOrReply` (`strtoul`).
-fn parse_cursor(b: &[u8]) -> Option<u64> {
-    if b.first().is_some_and(|c| c.is_ascii_whitespace()) {
-        return None;
-    }
-    if b.is_empty() {
-        return Some(0);
-    }
-    let (neg, digits) = match b[0] {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &c in digits {
-        v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
-    }
-    Some(if neg { v.wrapping_neg() } else { v })
-}
-
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]
 pub fn zscan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    let Some(cursor) = parse_cursor(req.arg(2)) else {
+    let Some(cursor) = super::keys::parse_cursor(req.arg(2)) else {
         return ctx.err("ERR invalid cursor");
     };
     let key = req.arg(1);
