@@ -40,7 +40,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub use entry::{Entry, Kind, Meta};
-pub use object::Object;
+pub use object::{Object, ObjectKind};
 pub use policy::{EvictionPolicy, UnknownPolicy, LFU_INIT_VAL};
 pub use shard::{alloc_cost, entry_cost, Removal, Shard, ShardGuard, Wake};
 

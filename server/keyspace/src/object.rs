@@ -67,3 +67,46 @@ impl Object {
         }
     }
 }
+
+/// One collection type, viewed through [`Object`]: lets command code look up
+/// and create collections generically instead of matching variants per type.
+pub trait ObjectKind: Default + Sized {
+    /// This type's view of `o`, if `o` holds this type.
+    fn of(o: &Object) -> Option<&Self>;
+    /// Mutable view.
+    fn of_mut(o: &mut Object) -> Option<&mut Self>;
+    /// Wraps a value into an [`Object`].
+    fn wrap(self) -> Object;
+    /// Whether the collection is empty.
+    fn empty(&self) -> bool;
+}
+
+macro_rules! object_kind {
+    ($t:ty, $v:ident) => {
+        impl ObjectKind for $t {
+            fn of(o: &Object) -> Option<&Self> {
+                match o {
+                    Object::$v(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn of_mut(o: &mut Object) -> Option<&mut Self> {
+                match o {
+                    Object::$v(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn wrap(self) -> Object {
+                Object::$v(self)
+            }
+            fn empty(&self) -> bool {
+                self.is_empty()
+            }
+        }
+    };
+}
+
+object_kind!(Hash, Hash);
+object_kind!(List, List);
+object_kind!(Set, Set);
+object_kind!(ZSet, ZSet);

@@ -32,62 +32,27 @@ pub(super) fn table() -> Vec<Spec> {
     }
 }
 
-/// The hash at `key` for a read command (counts hit/miss): Ok(None) when
-/// absent, Err after replying WRONGTYPE.
+/// The hash at `key` for a read command (counts hit/miss).
 fn read_hash<'g>(
     ctx: &mut Ctx<'_>,
     g: &'g mut ShardGuard<'_>,
     key: &[u8],
 ) -> Result<Option<&'g Hash>, ()> {
-    let no_touch = ctx.conn.no_touch;
-    match g.lookup_read(key, ctx.now, no_touch) {
-        None => Ok(None),
-        Some(e) => match e.object() {
-            Some(Object::Hash(h)) => Ok(Some(h)),
-            _ => {
-                ctx.wrongtype();
-                Err(())
-            }
-        },
-    }
+    super::typed(ctx, g, key, true)
 }
 
-/// The hash at `key` for a write command (no stats): Ok(None) when absent,
-/// Err after replying WRONGTYPE.
+/// The hash at `key` for a write command (no stats).
 fn write_hash<'g>(
     ctx: &mut Ctx<'_>,
     g: &'g mut ShardGuard<'_>,
     key: &[u8],
 ) -> Result<Option<&'g Hash>, ()> {
-    match g.lookup(key, ctx.now) {
-        None => Ok(None),
-        Some(e) => match e.object() {
-            Some(Object::Hash(h)) => Ok(Some(h)),
-            _ => {
-                ctx.wrongtype();
-                Err(())
-            }
-        },
-    }
+    super::typed(ctx, g, key, false)
 }
 
-/// Runs `f` on the hash at `key` (which must be a hash or absent), creating
-/// it when absent; an empty result is not stored (or is deleted).
+/// [`super::upsert`] for hashes.
 fn upsert<R>(g: &mut ShardGuard<'_>, key: &[u8], now: u64, f: impl FnOnce(&mut Hash) -> R) -> R {
-    if g.lookup(key, now).is_some() {
-        g.with_object_mut(key, now, |o| match o {
-            Object::Hash(h) => f(h),
-            _ => unreachable!("type checked by the caller"),
-        })
-        .expect("key present")
-    } else {
-        let mut h = Hash::new();
-        let r = f(&mut h);
-        if !h.is_empty() {
-            g.insert_object(key, Object::Hash(h), None, now);
-        }
-        r
-    }
+    super::upsert(g, key, now, f)
 }
 
 fn hset_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, name: &str) {

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use shoal_keyspace::types::List;
-use shoal_keyspace::{Object, ShardGuard};
+use shoal_keyspace::{Object, ObjectKind, ShardGuard};
 
 use super::{eq, longdouble, parse_i64, Ctx, Req, Spec, TimeoutReply};
 use super::{DENYOOM, FAST, K1, K12, NK, READONLY, WRITE};
@@ -85,17 +85,7 @@ fn read<'g>(
     g: &'g mut ShardGuard<'_>,
     key: &[u8],
 ) -> Result<Option<&'g List>, ()> {
-    let (now, no_touch) = (ctx.now, ctx.conn.no_touch);
-    match g.lookup_read(key, now, no_touch) {
-        None => Ok(None),
-        Some(e) => match e.object() {
-            Some(Object::List(l)) => Ok(Some(l)),
-            _ => {
-                ctx.wrongtype();
-                Err(())
-            }
-        },
-    }
+    super::typed(ctx, g, key, true)
 }
 
 /// Runs `f` on the list at `key` (accounting, deletion when emptied and
@@ -106,11 +96,8 @@ fn with_list<R>(
     now: u64,
     f: impl FnOnce(&mut List) -> R,
 ) -> Option<R> {
-    g.with_object_mut(key, now, |o| match o {
-        Object::List(l) => Some(f(l)),
-        _ => None,
-    })
-    .flatten()
+    g.with_object_mut(key, now, |o| List::of_mut(o).map(f))
+        .flatten()
 }
 
 /// Pushes `elems` onto the list at `key`, creating it if missing (the caller

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use shoal_client::resp::{Args, Proto, ReplyWriter};
-use shoal_keyspace::{Entry, Keyspace, Wake};
+use shoal_keyspace::{Entry, Keyspace, ObjectKind, ShardGuard, Wake};
 
 use crate::shared::{ClientHandle, Shared};
 use crate::stats;
@@ -300,6 +300,57 @@ impl Ctx<'_> {
             Some(e) => self.w().bulk(e.value()),
             None => self.w().null(),
         }
+    }
+}
+
+/// The collection of type `T` at `key`: `Ok(None)` when absent, `Err` after
+/// replying WRONGTYPE when the key holds another type. `read` counts a keyspace
+/// hit/miss and touches the LRU/LFU word (read commands).
+pub(crate) fn typed<'g, T: ObjectKind>(
+    ctx: &mut Ctx<'_>,
+    g: &'g mut ShardGuard<'_>,
+    key: &[u8],
+    read: bool,
+) -> Result<Option<&'g T>, ()> {
+    let e = if read {
+        let no_touch = ctx.conn.no_touch;
+        g.lookup_read(key, ctx.now, no_touch)
+    } else {
+        g.lookup(key, ctx.now)
+    };
+    match e {
+        None => Ok(None),
+        Some(e) => match e.object().and_then(T::of) {
+            Some(x) => Ok(Some(x)),
+            None => {
+                ctx.wrongtype();
+                Err(())
+            }
+        },
+    }
+}
+
+/// Runs `f` on the collection of type `T` at `key` (the caller checked the type
+/// with [`typed`]), creating it when absent; an empty result is never stored
+/// (Redis deletes empty collections).
+pub(crate) fn upsert<T: ObjectKind, R>(
+    g: &mut ShardGuard<'_>,
+    key: &[u8],
+    now: u64,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    if g.lookup(key, now).is_some() {
+        g.with_object_mut(key, now, |o| {
+            f(T::of_mut(o).expect("type checked by the caller"))
+        })
+        .expect("key present")
+    } else {
+        let mut x = T::default();
+        let r = f(&mut x);
+        if !x.empty() {
+            g.insert_object(key, x.wrap(), None, now);
+        }
+        r
     }
 }
 

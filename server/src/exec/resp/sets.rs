@@ -44,41 +44,12 @@ fn get_set<'g>(
     key: &[u8],
     read: bool,
 ) -> Result<Option<&'g Set>, ()> {
-    let e = if read {
-        let no_touch = ctx.conn.no_touch;
-        g.lookup_read(key, ctx.now, no_touch)
-    } else {
-        g.lookup(key, ctx.now)
-    };
-    match e {
-        None => Ok(None),
-        Some(e) => match e.object() {
-            Some(Object::Set(s)) => Ok(Some(s)),
-            _ => {
-                ctx.wrongtype();
-                Err(())
-            }
-        },
-    }
+    super::typed(ctx, g, key, read)
 }
 
-/// Runs `f` on the set at `key` (a set or absent), creating it when absent;
-/// an empty result is not stored (or is deleted).
+/// [`super::upsert`] for sets.
 fn upsert<R>(g: &mut ShardGuard<'_>, key: &[u8], now: u64, f: impl FnOnce(&mut Set) -> R) -> R {
-    if g.lookup(key, now).is_some() {
-        g.with_object_mut(key, now, |o| match o {
-            Object::Set(s) => f(s),
-            _ => unreachable!("type checked by the caller"),
-        })
-        .expect("key present")
-    } else {
-        let mut s = Set::new();
-        let r = f(&mut s);
-        if !s.is_empty() {
-            g.insert_object(key, Object::Set(s), None, now);
-        }
-        r
-    }
+    super::upsert(g, key, now, f)
 }
 
 /// Runs `f` on the existing set at `key` (type already checked).

@@ -11,7 +11,7 @@ use rand::seq::index;
 use rand::Rng;
 use shoal_client::resp::{format_double, Proto};
 use shoal_keyspace::types::{Set, ZSet};
-use shoal_keyspace::{Entry, Object, ShardGuard};
+use shoal_keyspace::{Entry, Object, ObjectKind, ShardGuard};
 
 use super::{eq, parse_i64, Ctx, Req, Spec, TimeoutReply};
 use super::{DENYOOM, FAST, K1, K12, NK, READONLY, WRITE};
@@ -306,18 +306,12 @@ fn d2string(d: f64) -> Vec<u8> {
 fn as_zset(e: Option<&Entry>) -> Result<Option<&ZSet>, ()> {
     match e {
         None => Ok(None),
-        Some(e) => match e.object() {
-            Some(Object::ZSet(z)) => Ok(Some(z)),
-            _ => Err(()),
-        },
+        Some(e) => e.object().and_then(ZSet::of).map(Some).ok_or(()),
     }
 }
 
 fn zset_mut(o: &mut Object) -> &mut ZSet {
-    match o {
-        Object::ZSet(z) => z,
-        _ => unreachable!("type checked before"),
-    }
+    ZSet::of_mut(o).expect("type checked before")
 }
 
 fn resp3(ctx: &Ctx<'_>) -> bool {
