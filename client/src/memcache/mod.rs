@@ -12,6 +12,7 @@
 
 mod meta;
 pub mod reply;
+pub mod scan;
 mod text;
 
 use std::borrow::Cow;

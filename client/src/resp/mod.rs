@@ -14,6 +14,7 @@ mod encode;
 mod error;
 mod float;
 mod reply;
+pub mod scan;
 
 pub use decode::{decode_request, Args, Decoded};
 pub use encode::{Proto, ReplyWriter};

@@ -1,0 +1,360 @@
+//! The health thread: probes every backend, ejects and reinstates servers
+//! (`auto_eject_hosts`), promotes a replica when a Shoal primary stays down
+//! (`failover`), and reloads the configuration on SIGHUP or when the file changes.
+//!
+//! This thread is the single decider for promotions of this proxy process. Several proxies
+//! in front of the same shards must not all promote: run one with `failover: true` and the
+//! others with `failover: false` (they follow the new primary through their probes of
+//! `ROLE`), until an external coordinator (etcd lease) is wired in — see docs/proxy.md.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use shoal_client::resp::{decode_reply, encode_command, Proto, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{error, info, warn};
+
+use crate::config::{BackendKind, ProxyConfig};
+use crate::metrics::Stats;
+use crate::topology::{PoolView, Shared};
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Sends one RESP command on a fresh connection and reads one reply.
+pub async fn resp_call(addr: &str, args: &[&[u8]], auth: Option<&str>) -> Option<Value> {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        let mut out = BytesMut::new();
+        if let Some(pw) = auth {
+            encode_command(&[b"AUTH", pw.as_bytes()], &mut out);
+        }
+        encode_command(args, &mut out);
+        s.write_all(&out).await.ok()?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut skip = usize::from(auth.is_some());
+        loop {
+            if let Some(v) = decode_reply(&mut buf, Proto::Resp2).ok()? {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                return Some(v);
+            }
+            if s.read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(PROBE_TIMEOUT * 4, fut).await.ok().flatten()
+}
+
+async fn memcache_probe(addr: &str) -> bool {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"version\r\n").await.ok()?;
+        let mut buf = [0u8; 128];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"VERSION"))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, fut)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+async fn probe(pool: &PoolView, addr: &str) -> bool {
+    if !pool.cfg.redis {
+        return memcache_probe(addr).await;
+    }
+    let ping = resp_call(addr, &[b"PING"], pool.cfg.redis_auth.as_deref());
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, ping).await,
+        Ok(Some(Value::Simple(_)))
+    )
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Bulk(b) | Value::Simple(b) | Value::Verbatim(b) => {
+            Some(String::from_utf8_lossy(b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Per-server bookkeeping of the health thread.
+#[derive(Default, Clone)]
+struct Track {
+    down_since: Option<Instant>,
+    ejected_until: Option<Instant>,
+}
+
+/// The health thread's main loop.
+pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: Option<PathBuf>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("health runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut mtime = path.as_ref().and_then(|p| modified(p));
+        let mut tracks: Vec<Vec<Track>> = Vec::new();
+        let mut next_probe: Vec<Instant> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let tick = tokio::time::sleep(Duration::from_millis(100));
+            let reload = match hup.as_mut() {
+                Some(h) => tokio::select! {
+                    _ = tick => false,
+                    _ = h.recv() => true,
+                },
+                None => {
+                    tick.await;
+                    false
+                }
+            };
+            if let Some(p) = &path {
+                let m = modified(p);
+                if reload || m != mtime {
+                    mtime = m;
+                    reload_config(&shared, &stats, p);
+                }
+            }
+            let topo = shared.topology();
+            tracks.resize(topo.pools.len(), Vec::new());
+            next_probe.resize(topo.pools.len(), Instant::now());
+            for (pi, pool) in topo.pools.iter().enumerate() {
+                if Instant::now() < next_probe[pi] {
+                    continue;
+                }
+                next_probe[pi] = Instant::now() + Duration::from_millis(pool.cfg.health_interval_ms.max(50));
+                tracks[pi].resize(pool.servers.len(), Track::default());
+                check_pool(&shared, &stats, pi, pool, &mut tracks[pi]).await;
+            }
+        }
+    });
+}
+
+fn modified(p: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, tracks: &mut [Track]) {
+    let mut servers = pool.servers.clone();
+    let mut changed = false;
+    // Probe all primaries concurrently.
+    let probes = servers.iter().map(|s| {
+        let addr = s.primary.clone();
+        async move { probe(pool, &addr).await }
+    });
+    let results = futures_join_all(probes).await;
+    for (i, ok) in results.into_iter().enumerate() {
+        let h = shared.health(&servers[i].primary);
+        let t = &mut tracks[i];
+        if ok {
+            h.probe_ok.store(true, Ordering::Relaxed);
+            h.failures.store(0, Ordering::Relaxed);
+            t.down_since = None;
+            if !servers[i].live && t.ejected_until.is_none_or(|u| Instant::now() >= u) {
+                info!("pool {}: server {} is back, reinstated", pool.cfg.name, servers[i].name);
+                servers[i].live = true;
+                t.ejected_until = None;
+                changed = true;
+            }
+            continue;
+        }
+        h.probe_ok.store(false, Ordering::Relaxed);
+        h.failed();
+        let since = *t.down_since.get_or_insert_with(Instant::now);
+        let can_failover = pool.cfg.failover && pool.cfg.backend == BackendKind::Shoal && pool.cfg.redis;
+        if can_failover
+            && !servers[i].replicas.is_empty()
+            && since.elapsed() >= Duration::from_millis(pool.cfg.failover_timeout_ms)
+        {
+            if let Some(new) = promote(pool, &servers[i]).await {
+                let old = std::mem::replace(&mut servers[i].primary, new.0.clone());
+                servers[i].replicas.retain(|r| r != &new.0);
+                servers[i].replicas.push(old);
+                servers[i].epoch = new.1;
+                servers[i].live = true;
+                t.down_since = None;
+                t.ejected_until = None;
+                Stats::add(&stats.failovers, 1);
+                changed = true;
+                continue;
+            }
+        }
+        if pool.cfg.auto_eject_hosts
+            && servers[i].live
+            && h.failures.load(Ordering::Relaxed) >= pool.cfg.server_failure_limit.max(1)
+        {
+            warn!("pool {}: ejecting server {} ({} failures)", pool.cfg.name, servers[i].name, h.failures.load(Ordering::Relaxed));
+            servers[i].live = false;
+            t.ejected_until = Some(Instant::now() + Duration::from_millis(pool.cfg.server_retry_timeout_ms));
+            Stats::add(&stats.ejections, 1);
+            changed = true;
+        }
+    }
+    // Replicas that answer again after a failover are re-pointed at the current primary.
+    if pool.cfg.backend == BackendKind::Shoal && pool.cfg.redis {
+        for s in &servers {
+            if s.epoch == 0 {
+                continue;
+            }
+            for r in &s.replicas {
+                repoint_if_needed(pool, r, &s.primary).await;
+            }
+        }
+    }
+    if changed {
+        shared.update_pool(pi, pool.with_servers(servers));
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = bool>>(futs: impl Iterator<Item = F>) -> Vec<bool> {
+    let handles: Vec<_> = futs.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    // Small pools: run them concurrently with a JoinSet-free select over pinned futures.
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<bool>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.extend(done.into_iter().map(|d| d.unwrap_or(false)));
+    out
+}
+
+fn split_addr(addr: &str) -> (&str, &str) {
+    addr.rsplit_once(':').unwrap_or((addr, "0"))
+}
+
+/// Promotes the most up-to-date reachable replica of `server`; returns (its address, epoch).
+async fn promote(pool: &PoolView, server: &crate::topology::ServerView) -> Option<(String, u64)> {
+    let auth = pool.cfg.redis_auth.as_deref();
+    let mut best: Option<(u64, String)> = None;
+    let mut max_epoch = server.epoch;
+    for r in &server.replicas {
+        let Some(v) = resp_call(r, &[b"INFO", b"replication"], auth).await else {
+            continue;
+        };
+        let Some(info) = text(&v) else { continue };
+        let off: u64 = field(&info, "slave_repl_offset")
+            .or_else(|| field(&info, "master_repl_offset"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if let Some(Value::Array(items)) = resp_call(r, &[b"SHOAL.EPOCH"], auth).await {
+            if let Some(Value::Int(e)) = items.first() {
+                max_epoch = max_epoch.max(*e as u64);
+            }
+        }
+        if best.as_ref().is_none_or(|(o, _)| off > *o) {
+            best = Some((off, r.clone()));
+        }
+    }
+    let (offset, chosen) = best?;
+    let epoch = max_epoch + 1;
+    let e = epoch.to_string();
+    match resp_call(&chosen, &[b"SHOAL.PROMOTE", e.as_bytes()], auth).await {
+        Some(Value::Simple(_)) => {}
+        other => {
+            warn!("pool {}: promoting {chosen} failed: {other:?}", pool.cfg.name);
+            return None;
+        }
+    }
+    let (host, port) = split_addr(&chosen);
+    for r in &server.replicas {
+        if r != &chosen {
+            let _ = resp_call(r, &[b"REPLICAOF", host.as_bytes(), port.as_bytes()], auth).await;
+        }
+    }
+    warn!(
+        "pool {}: primary {} of {} is down; promoted replica {chosen} (offset {offset}, epoch {epoch})",
+        pool.cfg.name, server.primary, server.name
+    );
+    Some((chosen, epoch))
+}
+
+/// Tells `replica` to follow `primary` when it reports another master (e.g. the old
+/// primary coming back after a failover).
+async fn repoint_if_needed(pool: &PoolView, replica: &str, primary: &str) {
+    let auth = pool.cfg.redis_auth.as_deref();
+    let Some(v) = resp_call(replica, &[b"INFO", b"replication"], auth).await else {
+        return;
+    };
+    let Some(info) = text(&v) else { return };
+    let (host, port) = split_addr(primary);
+    let following = field(&info, "role") == Some("slave")
+        && field(&info, "master_port") == Some(port)
+        && field(&info, "master_host").is_some_and(|h| h == host || (h == "127.0.0.1" && host == "localhost"));
+    if !following {
+        info!("pool {}: re-pointing {replica} at {primary}", pool.cfg.name);
+        let _ = resp_call(replica, &[b"REPLICAOF", host.as_bytes(), port.as_bytes()], auth).await;
+    }
+}
+
+fn reload_config(shared: &Shared, stats: &Stats, path: &PathBuf) {
+    let cfg = match ProxyConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("config reload rejected, keeping the running configuration:\n{e}");
+            return;
+        }
+    };
+    let topo = shared.topology();
+    if cfg.pools.len() != topo.pools.len()
+        || cfg
+            .pools
+            .iter()
+            .zip(&topo.pools)
+            .any(|(n, o)| n.name != o.cfg.name || n.listen != o.cfg.listen || n.redis != o.cfg.redis)
+    {
+        error!("config reload rejected: pools were added, removed, renamed or moved to another listen address or protocol; restart the proxy for that");
+        return;
+    }
+    let pools = cfg
+        .pools
+        .into_iter()
+        .zip(&topo.pools)
+        .map(|(n, old)| {
+            if n == *old.cfg {
+                old.clone()
+            } else {
+                info!("pool {}: configuration changed, new ring", n.name);
+                Arc::new(PoolView::from_config(Arc::new(n)))
+            }
+        })
+        .collect();
+    shared.replace_pools(pools);
+    Stats::add(&stats.reloads, 1);
+    info!("configuration reloaded from {}", path.display());
+}

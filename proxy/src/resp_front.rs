@@ -1,0 +1,1236 @@
+//! The Redis frontend: one task per client connection.
+//!
+//! Each wake reads what the client sent, routes every complete request (forwarding its
+//! bytes unchanged to the owning server's shared connection, splitting multi-key commands
+//! per server, or answering locally), waits once for all replies of the batch, and writes
+//! them back in request order with one write.
+//!
+//! Ordering: requests to one server travel on one connection, so they execute in the order
+//! the client sent them. A request that must use another connection to the same server (a
+//! dedicated one for MULTI/EXEC, WATCH or a blocking command, or the shared one again
+//! after it) first lets the batch before it complete — a "lane change" barrier.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use shoal_client::resp::scan::{array_header, integer, reply_len};
+use shoal_client::resp::{
+    decode_request, encode_command, Args, Decoded, Limits, Proto, ReplyWriter,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::backend::{Batch, BackendConn, Failure, Reply, Wire};
+use crate::commands::{self, Keys, Merge, Route, Spec};
+use crate::metrics::{self, Stats};
+use crate::topology::PoolView;
+use crate::worker::{pick_addr, Worker};
+
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// Requests routed per batch before replies are awaited (bounds memory per client).
+const MAX_BATCH: usize = 1024;
+/// Bytes read per batch.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How one request's reply is produced.
+enum Out {
+    /// Bytes in the local buffer.
+    Local(std::ops::Range<usize>),
+    /// One backend reply, forwarded as is.
+    Slot(u32),
+    /// Several backend replies merged.
+    Gather(Box<Gather>),
+}
+
+struct Gather {
+    merge: Merge,
+    /// (slot, server index) of each part.
+    parts: Vec<(u32, usize)>,
+    /// MGET: part index of each original key.
+    order: Vec<u16>,
+}
+
+/// Per-connection session state.
+struct Session {
+    id: u64,
+    proto: Proto,
+    authed: bool,
+    name: Option<Bytes>,
+    closing: bool,
+    /// Inside MULTI.
+    multi: bool,
+    /// A queued command failed: EXEC must abort.
+    multi_aborted: bool,
+    /// The dedicated connection of a WATCH/MULTI (server index, connection).
+    pinned: Option<(usize, Rc<BackendConn>)>,
+    /// The dedicated connections of pub/sub, per server index.
+    subs: Vec<Option<Rc<BackendConn>>>,
+    subscribed: bool,
+    /// Blocking commands' connections, returned after the batch.
+    held: Vec<Rc<BackendConn>>,
+    /// Servers written since the last WAIT.
+    written: Vec<bool>,
+    /// The lane of the last routed request: None = shared connections.
+    lane: Option<usize>,
+}
+
+/// Serves one client connection of pool `pool_idx` until it closes.
+pub async fn serve<S>(mut stream: S, worker: Rc<Worker>, pool_idx: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let limits = Limits::default();
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut local = BytesMut::new();
+    let mut args = Args::new();
+    let mut outs: Vec<Out> = Vec::new();
+    let batch = Rc::new(Batch::default());
+    let topo0 = worker.topology();
+    let nservers = topo0.pools[pool_idx].servers.len();
+    let mut sess = Session {
+        id: worker.client_id(),
+        proto: Proto::Resp2,
+        authed: topo0.pools[pool_idx].cfg.redis_auth.is_none(),
+        name: None,
+        closing: false,
+        multi: false,
+        multi_aborted: false,
+        pinned: None,
+        subs: vec![None; nservers],
+        subscribed: false,
+        held: Vec::new(),
+        written: vec![false; nservers],
+        lane: None,
+    };
+    let mut scratch = BytesMut::new();
+    let mut key_idx = Vec::new();
+    'conn: loop {
+        // Read until at least one complete request is buffered.
+        if rbuf.is_empty() || matches!(decode_request(&rbuf, &limits, &mut args), Ok(Decoded::Incomplete { .. })) {
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            let n = if sess.subscribed {
+                tokio::select! {
+                    r = stream.read_buf(&mut rbuf) => r,
+                    () = pushed(&batch) => {
+                        let frames = batch.pushed.borrow_mut().split();
+                        if stream.write_all(&frames).await.is_err() {
+                            break 'conn;
+                        }
+                        continue 'conn;
+                    }
+                }
+            } else {
+                stream.read_buf(&mut rbuf).await
+            };
+            match n {
+                Ok(0) | Err(_) => break 'conn,
+                Ok(_) => {}
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let topo = worker.topology();
+        let pool = topo.pools[pool_idx].clone();
+        batch.reset();
+        outs.clear();
+        local.clear();
+        let mut consumed_total = 0;
+        let mut n = 0;
+        let mut fatal: Option<&'static [u8]> = None;
+        while n < MAX_BATCH && !sess.closing {
+            let buf = &rbuf[consumed_total..];
+            let consumed = match decode_request(buf, &limits, &mut args) {
+                Ok(Decoded::Frame { consumed }) => consumed,
+                Ok(Decoded::Incomplete { .. }) => break,
+                Err(e) => {
+                    fatal = Some(e.reply());
+                    break;
+                }
+            };
+            if args.is_empty() {
+                consumed_total += consumed;
+                continue;
+            }
+            let raw_is_multibulk = buf[0] == b'*';
+            let ctx = Ctx {
+                worker: &worker,
+                pool: &pool,
+                pool_idx,
+                batch: &batch,
+                buf,
+                raw: &buf[..consumed],
+                raw_is_multibulk,
+                args: &args,
+            };
+            // Lane barrier: a request for another connection waits for the batch so far.
+            let lane = lane_of(&ctx, &sess);
+            if lane != sess.lane && n > 0 {
+                break;
+            }
+            let out = route(&ctx, &mut sess, &mut local, &mut scratch, &mut key_idx);
+            sess.lane = lane_after(&sess, lane);
+            let cmd_name = command_label(args.get(buf, 0));
+            let is_err_local = matches!(&out, Out::Local(r) if local.get(r.start) == Some(&b'-'));
+            metrics::record(pool_idx, cmd_name, is_err_local, Some(started));
+            outs.push(out);
+            consumed_total += consumed;
+            n += 1;
+        }
+        let _ = rbuf.split_to(consumed_total);
+        Stats::add(&worker.stats.requests, n as u64);
+        batch.wait().await;
+        for c in sess.held.drain(..) {
+            worker.checkin(pool_idx, c, wire_of(sess.proto));
+        }
+        assemble(&outs, &batch, &local, &pool, sess.proto, &mut wbuf, &worker.stats);
+        if sess.subscribed {
+            let frames = batch.pushed.borrow_mut().split();
+            wbuf.extend_from_slice(&frames);
+        }
+        if let Some(reply) = fatal {
+            wbuf.extend_from_slice(reply);
+            sess.closing = true;
+        }
+        if !wbuf.is_empty() {
+            if stream.write_all(&wbuf).await.is_err() {
+                break;
+            }
+            wbuf.clear();
+        }
+        if sess.closing {
+            break;
+        }
+        if rbuf.capacity() > 1 << 20 && rbuf.is_empty() {
+            rbuf = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+    let _ = stream.shutdown().await;
+    if let Some((_, c)) = sess.pinned.take() {
+        c.close();
+    }
+    for c in sess.subs.iter().flatten() {
+        c.close();
+    }
+    for c in sess.held.drain(..) {
+        c.close();
+    }
+}
+
+/// Resolves when a subscribed connection has frames for the client.
+async fn pushed(batch: &Batch) {
+    std::future::poll_fn(|cx| {
+        if batch.pushed.borrow().is_empty() {
+            batch.register(cx.waker());
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+}
+
+fn wire_of(p: Proto) -> Wire {
+    match p {
+        Proto::Resp2 => Wire::Resp2,
+        Proto::Resp3 => Wire::Resp3,
+    }
+}
+
+struct Ctx<'a> {
+    worker: &'a Rc<Worker>,
+    pool: &'a Arc<PoolView>,
+    pool_idx: usize,
+    batch: &'a Rc<Batch>,
+    buf: &'a [u8],
+    raw: &'a [u8],
+    raw_is_multibulk: bool,
+    args: &'a Args,
+}
+
+impl Ctx<'_> {
+    fn arg(&self, i: usize) -> &[u8] {
+        self.args.get(self.buf, i)
+    }
+
+    fn argc(&self) -> usize {
+        self.args.len()
+    }
+
+    /// The request in multibulk form (inline requests are re-encoded).
+    fn request<'b>(&'b self, scratch: &'b mut BytesMut) -> &'b [u8] {
+        if self.raw_is_multibulk {
+            return self.raw;
+        }
+        scratch.clear();
+        let v: Vec<&[u8]> = self.args.iter(self.buf).collect();
+        encode_command(&v, scratch);
+        &scratch[..]
+    }
+}
+
+fn spec_of(ctx: &Ctx<'_>) -> Option<&'static Spec> {
+    commands::lookup(ctx.arg(0))
+}
+
+/// The connection lane a request will use: None = shared, Some(server) = dedicated.
+fn lane_of(ctx: &Ctx<'_>, sess: &Session) -> Option<usize> {
+    if let Some((s, _)) = &sess.pinned {
+        return Some(*s);
+    }
+    let spec = spec_of(ctx)?;
+    if spec.blocking || matches!(spec.route, Route::Session) && !eq(ctx.arg(0), b"WAIT") {
+        // The server is not known before routing; any dedicated lane is a barrier.
+        return Some(usize::MAX);
+    }
+    None
+}
+
+fn lane_after(sess: &Session, lane: Option<usize>) -> Option<usize> {
+    match &sess.pinned {
+        Some((s, _)) => Some(*s),
+        None => lane,
+    }
+}
+
+fn eq(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn command_label(name: &[u8]) -> &'static str {
+    // Interned lower-case labels for the metrics: the table's names, else "other".
+    match commands::lookup(name) {
+        Some(_) => intern(name),
+        None => "other",
+    }
+}
+
+fn intern(name: &[u8]) -> &'static str {
+    thread_local! {
+        static INTERNED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, &'static str>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    INTERNED.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(s) = m.get(name) {
+            return *s;
+        }
+        let up = String::from_utf8_lossy(name).to_ascii_lowercase();
+        let leaked: &'static str = Box::leak(up.into_boxed_str());
+        m.insert(name.to_vec(), leaked);
+        leaked
+    })
+}
+
+fn local_reply(local: &mut BytesMut, f: impl FnOnce(&mut ReplyWriter<'_>), proto: Proto) -> Out {
+    let start = local.len();
+    let mut w = ReplyWriter::new(local, proto);
+    f(&mut w);
+    Out::Local(start..local.len())
+}
+
+fn local_error(local: &mut BytesMut, msg: &str) -> Out {
+    let start = local.len();
+    local.put_u8(b'-');
+    local.put_slice(msg.as_bytes());
+    local.put_slice(b"\r\n");
+    Out::Local(start..local.len())
+}
+
+fn wrong_args(local: &mut BytesMut, name: &[u8]) -> Out {
+    let msg = format!(
+        "ERR wrong number of arguments for '{}' command",
+        String::from_utf8_lossy(name).to_ascii_lowercase()
+    );
+    local_error(local, &msg)
+}
+
+/// The server owning every key of the request, or Err(()) when they are on several.
+fn keys_server(ctx: &Ctx<'_>, spec: &Spec, key_idx: &mut Vec<usize>) -> Result<Option<usize>, ()> {
+    let numkeys = match spec.keys {
+        Keys::NumKeys { pos, .. } if pos > 0 && pos < ctx.argc() => {
+            std::str::from_utf8(ctx.arg(pos)).ok().and_then(|s| s.parse::<i64>().ok())
+        }
+        _ => None,
+    };
+    if !commands::key_indices(spec.keys, ctx.argc(), numkeys, key_idx) {
+        return Ok(None);
+    }
+    let mut server = None;
+    for &i in key_idx.iter() {
+        let s = ctx.pool.locate(ctx.arg(i));
+        match (server, s) {
+            (_, None) => return Ok(None),
+            (None, s) => server = s,
+            (Some(a), Some(b)) if a != b => return Err(()),
+            _ => {}
+        }
+    }
+    Ok(server)
+}
+
+fn first_live(pool: &PoolView) -> usize {
+    pool.servers.iter().position(|s| s.live).unwrap_or(0)
+}
+
+/// Sends `req` to server `idx` on the shared connection; returns its slot.
+fn send(ctx: &Ctx<'_>, sess: &mut Session, idx: usize, write: bool, req: &[u8]) -> u32 {
+    let addr = pick_addr(ctx.pool, idx, write, false);
+    let conn = ctx
+        .worker
+        .conn(ctx.pool_idx, &ctx.pool.cfg, addr, wire_of(sess.proto));
+    let slot = ctx.batch.slot();
+    if write {
+        sess.written[idx] = true;
+    }
+    conn.enqueue(req, ctx.batch, slot);
+    slot
+}
+
+fn route(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    local: &mut BytesMut,
+    scratch: &mut BytesMut,
+    key_idx: &mut Vec<usize>,
+) -> Out {
+    let name = ctx.arg(0);
+    let Some(spec) = spec_of(ctx) else {
+        if sess.pinned.is_some() {
+            // Inside a transaction the backend answers (and flags) unknown commands.
+            return pinned_send(ctx, sess, scratch);
+        }
+        let mut shown = String::new();
+        for a in ctx.args.iter(ctx.buf).skip(1) {
+            shown.push('\'');
+            shown.push_str(&String::from_utf8_lossy(a));
+            shown.push_str("' ");
+        }
+        let msg = format!(
+            "ERR unknown command '{}', with args beginning with: {}",
+            String::from_utf8_lossy(name),
+            shown
+        );
+        return local_error(local, &msg);
+    };
+    if !sess.authed && !(eq(name, b"AUTH") || eq(name, b"HELLO") || eq(name, b"QUIT")) {
+        return local_error(local, "NOAUTH Authentication required.");
+    }
+    if sess.subscribed && !is_subscribe_ok(name) {
+        let msg = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            String::from_utf8_lossy(name).to_ascii_lowercase()
+        );
+        return local_error(local, &msg);
+    }
+    if sess.multi && !matches!(spec.route, Route::Session) {
+        return queue_in_multi(ctx, sess, spec, local, scratch, key_idx);
+    }
+    match spec.route {
+        Route::Keyed => {
+            let server = match keys_server(ctx, spec, key_idx) {
+                Ok(s) => s.unwrap_or_else(|| first_live(ctx.pool)),
+                Err(()) => return local_error(local, CROSSSLOT),
+            };
+            if let Some((p, conn)) = &sess.pinned {
+                if *p != server {
+                    return local_error(local, CROSSSLOT);
+                }
+                let slot = ctx.batch.slot();
+                conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+                return Out::Slot(slot);
+            }
+            if spec.blocking {
+                let addr = ctx.pool.servers[server].primary.clone();
+                let conn = ctx
+                    .worker
+                    .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+                let slot = ctx.batch.slot();
+                conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+                sess.written[server] = true;
+                sess.held.push(conn);
+                return Out::Slot(slot);
+            }
+            let req = ctx.request(scratch);
+            Out::Slot(send(ctx, sess, server, spec.write, req))
+        }
+        Route::Split(merge) => split(ctx, sess, spec, merge, local, key_idx),
+        Route::Broadcast(merge) => broadcast(ctx, sess, spec, merge, local, scratch),
+        Route::Any => {
+            let req = ctx.request(scratch);
+            let idx = first_live(ctx.pool);
+            Out::Slot(send(ctx, sess, idx, false, req))
+        }
+        Route::Local => local_command(ctx, sess, local),
+        Route::Session => session_command(ctx, sess, spec, local, scratch, key_idx),
+        Route::PubSub => pubsub(ctx, sess, local, scratch),
+        Route::Unsupported => {
+            let msg = format!(
+                "ERR command '{}' is not supported through shoal-proxy",
+                String::from_utf8_lossy(name).to_ascii_lowercase()
+            );
+            local_error(local, &msg)
+        }
+    }
+}
+
+fn is_subscribe_ok(name: &[u8]) -> bool {
+    [
+        &b"SUBSCRIBE"[..],
+        b"PSUBSCRIBE",
+        b"UNSUBSCRIBE",
+        b"PUNSUBSCRIBE",
+        b"SSUBSCRIBE",
+        b"SUNSUBSCRIBE",
+        b"PING",
+        b"QUIT",
+        b"RESET",
+    ]
+    .iter()
+    .any(|n| eq(name, n))
+}
+
+fn split(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    spec: &Spec,
+    merge: Merge,
+    local: &mut BytesMut,
+    key_idx: &mut Vec<usize>,
+) -> Out {
+    let argc = ctx.argc();
+    let step = if merge == Merge::AllOk { 2 } else { 1 };
+    if argc < 2 || (step == 2 && argc % 2 == 0) {
+        return wrong_args(local, ctx.arg(0));
+    }
+    commands::key_indices(spec.keys, argc, None, key_idx);
+    let n = ctx.pool.servers.len();
+    // Group key indices per server, keeping their order.
+    let mut per: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut order: Vec<u16> = Vec::with_capacity(key_idx.len());
+    let mut part_of_server: Vec<i32> = vec![-1; n];
+    let mut parts_servers: Vec<usize> = Vec::new();
+    for &i in key_idx.iter() {
+        let s = ctx.pool.locate(ctx.arg(i)).unwrap_or(0);
+        if part_of_server[s] < 0 {
+            part_of_server[s] = parts_servers.len() as i32;
+            parts_servers.push(s);
+        }
+        per[s].push(i);
+        order.push(part_of_server[s] as u16);
+    }
+    let mut parts = Vec::with_capacity(parts_servers.len());
+    let mut req = BytesMut::new();
+    let name = ctx.arg(0);
+    for &s in &parts_servers {
+        req.clear();
+        let idxs = &per[s];
+        let mut v: Vec<&[u8]> = Vec::with_capacity(1 + idxs.len() * step);
+        v.push(name);
+        for &i in idxs {
+            v.push(ctx.arg(i));
+            if step == 2 {
+                v.push(ctx.arg(i + 1));
+            }
+        }
+        encode_command(&v, &mut req);
+        let slot = send(ctx, sess, s, spec.write, &req);
+        parts.push((slot, s));
+    }
+    if parts.len() == 1 && merge != Merge::Values {
+        return Out::Slot(parts[0].0);
+    }
+    Out::Gather(Box::new(Gather { merge, parts, order }))
+}
+
+fn broadcast(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    spec: &Spec,
+    merge: Merge,
+    local: &mut BytesMut,
+    scratch: &mut BytesMut,
+) -> Out {
+    if merge == Merge::Scan {
+        return scan(ctx, sess, local);
+    }
+    let req = ctx.request(scratch).to_vec();
+    let mut parts = Vec::new();
+    for (i, s) in ctx.pool.servers.iter().enumerate() {
+        if !s.live {
+            continue;
+        }
+        parts.push((send(ctx, sess, i, spec.write, &req), i));
+    }
+    if parts.is_empty() {
+        return local_error(local, "ERR no live server in the pool");
+    }
+    Out::Gather(Box::new(Gather {
+        merge,
+        parts,
+        order: Vec::new(),
+    }))
+}
+
+/// SCAN through the proxy: the cursor's low 10 bits are the server index, the rest is
+/// that server's own cursor. Servers are walked one after the other.
+fn scan(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
+    if ctx.argc() < 2 {
+        return wrong_args(local, ctx.arg(0));
+    }
+    let Some(cursor) = std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return local_error(local, "ERR invalid cursor");
+    };
+    let n = ctx.pool.servers.len();
+    let server = (cursor & 1023) as usize;
+    if server >= n {
+        return local_error(local, "ERR invalid cursor");
+    }
+    let inner = (cursor >> 10).to_string();
+    let mut v: Vec<&[u8]> = ctx.args.iter(ctx.buf).collect();
+    v[1] = inner.as_bytes();
+    let mut req = BytesMut::new();
+    encode_command(&v, &mut req);
+    let slot = send(ctx, sess, server, false, &req);
+    Out::Gather(Box::new(Gather {
+        merge: Merge::Scan,
+        parts: vec![(slot, server)],
+        order: vec![n as u16],
+    }))
+}
+
+fn pinned_send(ctx: &Ctx<'_>, sess: &mut Session, scratch: &mut BytesMut) -> Out {
+    let (_, conn) = sess.pinned.as_ref().expect("pinned");
+    let slot = ctx.batch.slot();
+    conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+    Out::Slot(slot)
+}
+
+/// Pins a dedicated connection to `server` for a WATCH/MULTI session.
+fn pin(ctx: &Ctx<'_>, sess: &mut Session, server: usize) -> Rc<BackendConn> {
+    let addr = ctx.pool.servers[server].primary.clone();
+    let conn = ctx
+        .worker
+        .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+    sess.pinned = Some((server, conn.clone()));
+    conn
+}
+
+fn unpin(ctx: &Ctx<'_>, sess: &mut Session) {
+    if let Some((_, conn)) = sess.pinned.take() {
+        ctx.worker.checkin(ctx.pool_idx, conn, wire_of(sess.proto));
+    }
+}
+
+fn queue_in_multi(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    spec: &Spec,
+    local: &mut BytesMut,
+    scratch: &mut BytesMut,
+    key_idx: &mut Vec<usize>,
+) -> Out {
+    if matches!(spec.route, Route::Local) {
+        let name = ctx.arg(0);
+        if eq(name, b"QUIT") || eq(name, b"RESET") {
+            return local_command(ctx, sess, local);
+        }
+    }
+    let server = match spec.route {
+        Route::Keyed | Route::Split(_) => match keys_server(ctx, spec, key_idx) {
+            Ok(s) => s,
+            Err(()) => {
+                sess.multi_aborted = true;
+                return local_error(local, CROSSSLOT);
+            }
+        },
+        _ => None,
+    };
+    if let Some((p, _)) = &sess.pinned {
+        if server.is_some_and(|s| s != *p) {
+            sess.multi_aborted = true;
+            return local_error(local, CROSSSLOT);
+        }
+        return pinned_send(ctx, sess, scratch);
+    }
+    // First command of the transaction: pin its server and open the MULTI there.
+    let server = server.unwrap_or_else(|| first_live(ctx.pool));
+    let conn = pin(ctx, sess, server);
+    let mut m = BytesMut::new();
+    encode_command(&[b"MULTI"], &mut m);
+    let swallowed = ctx.batch.slot();
+    conn.enqueue(&m, ctx.batch, swallowed);
+    let slot = ctx.batch.slot();
+    conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+    sess.written[server] = true;
+    let _ = swallowed;
+    Out::Slot(slot)
+}
+
+fn session_command(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    spec: &Spec,
+    local: &mut BytesMut,
+    scratch: &mut BytesMut,
+    key_idx: &mut Vec<usize>,
+) -> Out {
+    let name = ctx.arg(0);
+    let argc = ctx.argc();
+    if eq(name, b"MULTI") {
+        if argc != 1 {
+            return wrong_args(local, name);
+        }
+        if sess.multi {
+            return local_error(local, "ERR MULTI calls can not be nested");
+        }
+        sess.multi = true;
+        sess.multi_aborted = false;
+        if let Some((_, conn)) = &sess.pinned {
+            // WATCH pinned the server already: open the transaction there now.
+            let slot = ctx.batch.slot();
+            conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+            return Out::Slot(slot);
+        }
+        return local_reply(local, |w| w.ok(), sess.proto);
+    }
+    if eq(name, b"EXEC") || eq(name, b"DISCARD") {
+        let exec = eq(name, b"EXEC");
+        if argc != 1 {
+            if sess.multi {
+                sess.multi_aborted = true;
+            }
+            return wrong_args(local, name);
+        }
+        if !sess.multi {
+            let msg = if exec {
+                "ERR EXEC without MULTI"
+            } else {
+                "ERR DISCARD without MULTI"
+            };
+            return local_error(local, msg);
+        }
+        sess.multi = false;
+        let aborted = std::mem::take(&mut sess.multi_aborted);
+        if sess.pinned.is_none() {
+            // Nothing was queued.
+            return if exec && aborted {
+                local_error(local, "EXECABORT Transaction discarded because of previous errors.")
+            } else if exec {
+                local_reply(local, |w| w.array(0), sess.proto)
+            } else {
+                local_reply(local, |w| w.ok(), sess.proto)
+            };
+        }
+        let out = if exec && aborted {
+            let (_, conn) = sess.pinned.as_ref().expect("pinned");
+            let mut d = BytesMut::new();
+            encode_command(&[b"DISCARD"], &mut d);
+            let slot = ctx.batch.slot();
+            conn.enqueue(&d, ctx.batch, slot);
+            let _ = slot;
+            local_error(local, "EXECABORT Transaction discarded because of previous errors.")
+        } else {
+            pinned_send(ctx, sess, scratch)
+        };
+        unpin(ctx, sess);
+        return out;
+    }
+    if eq(name, b"WATCH") {
+        if sess.multi {
+            return local_error(local, "ERR WATCH inside MULTI is not allowed");
+        }
+        if argc < 2 {
+            return wrong_args(local, name);
+        }
+        let server = match keys_server(ctx, spec, key_idx) {
+            Ok(s) => s.unwrap_or(0),
+            Err(()) => return local_error(local, CROSSSLOT),
+        };
+        if let Some((p, _)) = &sess.pinned {
+            if *p != server {
+                return local_error(local, CROSSSLOT);
+            }
+            return pinned_send(ctx, sess, scratch);
+        }
+        pin(ctx, sess, server);
+        return pinned_send(ctx, sess, scratch);
+    }
+    if eq(name, b"UNWATCH") {
+        if sess.pinned.is_some() && !sess.multi {
+            let out = pinned_send(ctx, sess, scratch);
+            unpin(ctx, sess);
+            return out;
+        }
+        if sess.multi {
+            return pinned_or_ok(ctx, sess, local, scratch);
+        }
+        return local_reply(local, |w| w.ok(), sess.proto);
+    }
+    // WAIT: to every server written since the last WAIT, on the connection that carried
+    // the writes (so it waits for them), the smallest count wins.
+    if argc != 3 {
+        return wrong_args(local, name);
+    }
+    if sess.multi {
+        return pinned_or_ok(ctx, sess, local, scratch);
+    }
+    let req = ctx.request(scratch).to_vec();
+    let mut targets: Vec<usize> = (0..sess.written.len()).filter(|&i| sess.written[i]).collect();
+    if targets.is_empty() {
+        targets = vec![first_live(ctx.pool)];
+    }
+    sess.written.iter_mut().for_each(|w| *w = false);
+    let parts = targets
+        .into_iter()
+        .map(|s| (send(ctx, sess, s, false, &req), s))
+        .collect();
+    Out::Gather(Box::new(Gather {
+        merge: Merge::First, // replaced below: WAIT takes the minimum
+        parts,
+        order: vec![u16::MAX],
+    }))
+}
+
+fn pinned_or_ok(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut BytesMut) -> Out {
+    if sess.pinned.is_some() {
+        pinned_send(ctx, sess, scratch)
+    } else {
+        local_reply(local, |w| w.simple(b"QUEUED"), sess.proto)
+    }
+}
+
+fn pubsub(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut BytesMut) -> Out {
+    let name = ctx.arg(0);
+    if eq(name, b"PUBLISH") || eq(name, b"SPUBLISH") {
+        if ctx.argc() != 3 {
+            return wrong_args(local, name);
+        }
+        let server = ctx.pool.locate(ctx.arg(1)).unwrap_or(0);
+        let req = ctx.request(scratch);
+        return Out::Slot(send(ctx, sess, server, false, req));
+    }
+    if eq(name, b"PUBSUB") {
+        let req = ctx.request(scratch).to_vec();
+        let idx = first_live(ctx.pool);
+        return Out::Slot(send(ctx, sess, idx, false, &req));
+    }
+    let pattern = eq(name, b"PSUBSCRIBE") || eq(name, b"PUNSUBSCRIBE");
+    let subscribe = eq(name, b"SUBSCRIBE") || eq(name, b"PSUBSCRIBE") || eq(name, b"SSUBSCRIBE");
+    if subscribe && ctx.argc() < 2 {
+        return wrong_args(local, name);
+    }
+    // Channels go to the server owning the channel name (where PUBLISH goes); patterns
+    // and argument-less unsubscribes go to every server.
+    let n = ctx.pool.servers.len();
+    let mut per: Vec<Vec<&[u8]>> = vec![Vec::new(); n];
+    let every = pattern || ctx.argc() == 1;
+    if every {
+        for p in per.iter_mut() {
+            p.extend(ctx.args.iter(ctx.buf).skip(1));
+        }
+    } else {
+        for a in ctx.args.iter(ctx.buf).skip(1) {
+            per[ctx.pool.locate(a).unwrap_or(0)].push(a);
+        }
+    }
+    let mut req = BytesMut::new();
+    for (i, chans) in per.iter().enumerate() {
+        if !every && chans.is_empty() {
+            continue;
+        }
+        if !subscribe && sess.subs[i].is_none() {
+            continue;
+        }
+        let conn = match &sess.subs[i] {
+            Some(c) => c.clone(),
+            None => {
+                let addr = ctx.pool.servers[i].primary.clone();
+                let c = ctx
+                    .worker
+                    .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+                *c.push_target.borrow_mut() = Some(ctx.batch.clone());
+                sess.subs[i] = Some(c.clone());
+                c
+            }
+        };
+        req.clear();
+        let mut v: Vec<&[u8]> = vec![name];
+        v.extend(chans.iter().copied());
+        encode_command(&v, &mut req);
+        conn.send_raw(&req);
+    }
+    if subscribe {
+        sess.subscribed = true;
+    }
+    Out::Local(local.len()..local.len())
+}
+
+fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
+    let name = ctx.arg(0);
+    let argc = ctx.argc();
+    let proto = sess.proto;
+    if eq(name, b"PING") {
+        if argc > 2 {
+            return wrong_args(local, name);
+        }
+        if sess.subscribed && proto == Proto::Resp2 {
+            let msg = if argc == 2 { ctx.arg(1).to_vec() } else { Vec::new() };
+            return local_reply(
+                local,
+                |w| {
+                    w.array(2);
+                    w.bulk(b"pong");
+                    w.bulk(&msg);
+                },
+                proto,
+            );
+        }
+        return if argc == 2 {
+            let m = ctx.arg(1).to_vec();
+            local_reply(local, |w| w.bulk(&m), proto)
+        } else {
+            local_reply(local, |w| w.simple(b"PONG"), proto)
+        };
+    }
+    if eq(name, b"ECHO") {
+        if argc != 2 {
+            return wrong_args(local, name);
+        }
+        let m = ctx.arg(1).to_vec();
+        return local_reply(local, |w| w.bulk(&m), proto);
+    }
+    if eq(name, b"QUIT") {
+        sess.closing = true;
+        return local_reply(local, |w| w.ok(), proto);
+    }
+    if eq(name, b"AUTH") {
+        return auth(ctx, sess, local);
+    }
+    if eq(name, b"HELLO") {
+        return hello(ctx, sess, local);
+    }
+    if eq(name, b"SELECT") {
+        if argc != 2 {
+            return wrong_args(local, name);
+        }
+        return match std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(0) => local_reply(local, |w| w.ok(), proto),
+            Some(_) => local_error(local, "ERR DB index is out of range"),
+            None => local_error(local, "ERR value is not an integer or out of range"),
+        };
+    }
+    if eq(name, b"READONLY") || eq(name, b"READWRITE") {
+        return local_reply(local, |w| w.ok(), proto);
+    }
+    if eq(name, b"RESET") {
+        sess.multi = false;
+        sess.multi_aborted = false;
+        if let Some((_, c)) = sess.pinned.take() {
+            c.close();
+        }
+        for c in sess.subs.iter_mut() {
+            if let Some(c) = c.take() {
+                c.close();
+            }
+        }
+        sess.subscribed = false;
+        sess.proto = Proto::Resp2;
+        sess.name = None;
+        sess.authed = ctx.pool.cfg.redis_auth.is_none();
+        return local_reply(local, |w| w.simple(b"RESET"), Proto::Resp2);
+    }
+    if eq(name, b"CLIENT") {
+        return client_command(ctx, sess, local);
+    }
+    if eq(name, b"INFO") {
+        let text = crate::admin::info(ctx.worker, ctx.pool_idx);
+        return local_reply(local, |w| w.verbatim(b"txt", text.as_bytes()), proto);
+    }
+    if eq(name, b"SHOAL") {
+        let start = local.len();
+        crate::admin::shoal_command(ctx.worker, ctx.args, ctx.buf, local, proto);
+        return Out::Local(start..local.len());
+    }
+    local_error(local, "ERR unknown command")
+}
+
+fn auth(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
+    let argc = ctx.argc();
+    if !(2..=3).contains(&argc) {
+        return wrong_args(local, ctx.arg(0));
+    }
+    let Some(pw) = &ctx.pool.cfg.redis_auth else {
+        return local_error(
+            local,
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+    };
+    let user_ok = argc == 2 || ctx.arg(1) == b"default";
+    if user_ok && ctx.arg(argc - 1) == pw.as_bytes() {
+        sess.authed = true;
+        local_reply(local, |w| w.ok(), sess.proto)
+    } else {
+        local_error(local, "WRONGPASS invalid username-password pair or user is disabled.")
+    }
+}
+
+fn hello(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
+    let argc = ctx.argc();
+    let mut proto = sess.proto;
+    let mut i = 1;
+    if argc >= 2 {
+        match std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
+            Some(_) => return local_error(local, "NOPROTO unsupported protocol version"),
+            None => {
+                return local_error(local, "ERR Protocol version is not an integer or out of range")
+            }
+        }
+        i = 2;
+    }
+    let mut name = None;
+    while i < argc {
+        let opt = ctx.arg(i);
+        if eq(opt, b"AUTH") && i + 2 < argc {
+            let pw = ctx.arg(i + 2);
+            match &ctx.pool.cfg.redis_auth {
+                Some(p) if p.as_bytes() == pw && ctx.arg(i + 1) == b"default" => sess.authed = true,
+                Some(_) => {
+                    return local_error(
+                        local,
+                        "WRONGPASS invalid username-password pair or user is disabled.",
+                    )
+                }
+                None => {
+                    return local_error(
+                        local,
+                        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                    )
+                }
+            }
+            i += 3;
+        } else if eq(opt, b"SETNAME") && i + 1 < argc {
+            name = Some(Bytes::copy_from_slice(ctx.arg(i + 1)));
+            i += 2;
+        } else {
+            let msg = format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            );
+            return local_error(local, &msg);
+        }
+    }
+    if !sess.authed {
+        return local_error(local, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if name.is_some() {
+        sess.name = name;
+    }
+    sess.proto = proto;
+    let id = sess.id as i64;
+    local_reply(
+        local,
+        |w| {
+            w.map(7);
+            w.bulk(b"server");
+            w.bulk(b"redis");
+            w.bulk(b"version");
+            w.bulk(b"7.0.15");
+            w.bulk(b"proto");
+            w.int(if proto == Proto::Resp3 { 3 } else { 2 });
+            w.bulk(b"id");
+            w.int(id);
+            w.bulk(b"mode");
+            w.bulk(b"standalone");
+            w.bulk(b"role");
+            w.bulk(b"master");
+            w.bulk(b"modules");
+            w.array(0);
+        },
+        proto,
+    )
+}
+
+fn client_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
+    let argc = ctx.argc();
+    let proto = sess.proto;
+    if argc < 2 {
+        return wrong_args(local, ctx.arg(0));
+    }
+    let sub = ctx.arg(1);
+    if eq(sub, b"SETNAME") && argc == 3 {
+        let n = ctx.arg(2);
+        if n.iter().any(|&c| c <= b' ' || c > b'~') {
+            return local_error(local, "ERR Client names cannot contain spaces, newlines or special characters.");
+        }
+        sess.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
+        return local_reply(local, |w| w.ok(), proto);
+    }
+    if eq(sub, b"GETNAME") && argc == 2 {
+        return match sess.name.clone() {
+            Some(n) => local_reply(local, |w| w.bulk(&n), proto),
+            None => local_reply(local, |w| w.null(), proto),
+        };
+    }
+    if eq(sub, b"ID") && argc == 2 {
+        let id = sess.id as i64;
+        return local_reply(local, |w| w.int(id), proto);
+    }
+    if eq(sub, b"SETINFO") && argc == 4 {
+        return local_reply(local, |w| w.ok(), proto);
+    }
+    if (eq(sub, b"NO-EVICT") || eq(sub, b"NO-TOUCH") || eq(sub, b"REPLY")) && argc == 3 {
+        return local_reply(local, |w| w.ok(), proto);
+    }
+    if eq(sub, b"INFO") && argc == 2 {
+        let name = sess
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let line = format!("id={} name={} db=0 resp={}\n", sess.id, name, if proto == Proto::Resp3 { 3 } else { 2 });
+        return local_reply(local, |w| w.verbatim(b"txt", line.as_bytes()), proto);
+    }
+    let msg = format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+        String::from_utf8_lossy(sub)
+    );
+    local_error(local, &msg)
+}
+
+/// Writes every reply of the batch, in request order, into `wbuf`.
+fn assemble(
+    outs: &[Out],
+    batch: &Batch,
+    local: &BytesMut,
+    pool: &PoolView,
+    proto: Proto,
+    wbuf: &mut BytesMut,
+    stats: &Stats,
+) {
+    for out in outs {
+        match out {
+            Out::Local(r) => wbuf.extend_from_slice(&local[r.clone()]),
+            Out::Slot(s) => put_reply(wbuf, batch.take(*s), stats),
+            Out::Gather(g) => merge(g, batch, pool, proto, wbuf, stats),
+        }
+    }
+}
+
+fn put_failure(wbuf: &mut BytesMut, f: Failure, stats: &Stats) {
+    Stats::add(&stats.backend_errors, 1);
+    wbuf.put_slice(b"-ERR ");
+    wbuf.put_slice(f.message().as_bytes());
+    wbuf.put_slice(b"\r\n");
+}
+
+fn put_reply(wbuf: &mut BytesMut, r: Reply, stats: &Stats) {
+    match r {
+        Reply::Data(b) => wbuf.extend_from_slice(&b),
+        Reply::Failed(f) => put_failure(wbuf, f, stats),
+        Reply::Pending => put_failure(wbuf, Failure::Closed, stats),
+    }
+}
+
+fn merge(g: &Gather, batch: &Batch, pool: &PoolView, proto: Proto, wbuf: &mut BytesMut, stats: &Stats) {
+    let replies: Vec<Reply> = g.parts.iter().map(|(s, _)| batch.take(*s)).collect();
+    // Any failure or error reply wins (the first one).
+    for r in &replies {
+        match r {
+            Reply::Failed(f) => return put_failure(wbuf, *f, stats),
+            Reply::Pending => return put_failure(wbuf, Failure::Closed, stats),
+            Reply::Data(b) if b.first() == Some(&b'-') => return wbuf.extend_from_slice(b),
+            Reply::Data(_) => {}
+        }
+    }
+    let data: Vec<&Bytes> = replies
+        .iter()
+        .map(|r| match r {
+            Reply::Data(b) => b,
+            _ => unreachable!("checked above"),
+        })
+        .collect();
+    let mut w = ReplyWriter::new(wbuf, proto);
+    if g.order.first() == Some(&u16::MAX) {
+        // WAIT: the smallest count.
+        let min = data.iter().filter_map(|b| integer(b)).min().unwrap_or(0);
+        return w.int(min);
+    }
+    match g.merge {
+        Merge::Sum => {
+            let sum: i64 = data.iter().filter_map(|b| integer(b)).sum();
+            w.int(sum);
+        }
+        Merge::AllOk | Merge::First => wbuf.extend_from_slice(data[0]),
+        Merge::Values => {
+            // Each part is an array of its keys' values, in key order.
+            let mut cursors: Vec<usize> = Vec::with_capacity(data.len());
+            for d in &data {
+                match array_header(d) {
+                    Some((_, h)) => cursors.push(h),
+                    None => return wbuf.extend_from_slice(b"-ERR unexpected reply to MGET\r\n"),
+                }
+            }
+            w.array(g.order.len());
+            for &p in &g.order {
+                let p = p as usize;
+                let d = data[p];
+                let at = cursors[p];
+                match reply_len(&d[at..]) {
+                    Ok(Some(len)) => {
+                        wbuf.extend_from_slice(&d[at..at + len]);
+                        cursors[p] = at + len;
+                    }
+                    _ => wbuf.extend_from_slice(b"$-1\r\n"),
+                }
+            }
+        }
+        Merge::Concat => {
+            let mut total = 0;
+            let mut bodies = Vec::new();
+            for d in &data {
+                if let Some((n, h)) = array_header(d) {
+                    total += n;
+                    bodies.push(&d[h..]);
+                }
+            }
+            w.array(total);
+            for b in bodies {
+                wbuf.extend_from_slice(b);
+            }
+        }
+        Merge::Scan => {
+            // [next cursor, [keys]] from one server; re-encode the cursor.
+            let d = data[0];
+            let n = pool.servers.len() as u64;
+            let server = g.parts[0].1 as u64;
+            let Some((_, h)) = array_header(d) else {
+                return wbuf.extend_from_slice(d);
+            };
+            let Ok(Some(clen)) = reply_len(&d[h..]) else {
+                return wbuf.extend_from_slice(d);
+            };
+            let cur_frame = &d[h..h + clen];
+            let inner: u64 = std::str::from_utf8(cur_frame)
+                .ok()
+                .and_then(|s| s.split("\r\n").nth(1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let next = if inner != 0 {
+                (inner << 10) | server
+            } else if server + 1 < n {
+                server + 1
+            } else {
+                0
+            };
+            w.array(2);
+            w.bulk(next.to_string().as_bytes());
+            wbuf.extend_from_slice(&d[h + clen..]);
+        }
+    }
+}

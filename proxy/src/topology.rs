@@ -1,0 +1,188 @@
+//! The proxy's view of its pools: which servers exist, which address is each server's
+//! primary, which are its replicas, which are ejected, and the ring over the live ones.
+//!
+//! A [`Topology`] is an immutable snapshot. Workers cache an `Arc` of it and compare a
+//! version counter (one relaxed atomic load per batch) to notice a new one; the health
+//! checker, failover and config reload publish new snapshots. Nothing on the request path
+//! takes a lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use shoal_client::ring::Ring;
+
+use crate::config::{PoolConfig, ProxyConfig};
+
+/// Health counters of one backend address, shared by every worker's connections to it.
+#[derive(Debug, Default)]
+pub struct ServerHealth {
+    /// Consecutive failures (connect errors, broken connections, timeouts, failed probes).
+    pub failures: AtomicU32,
+    /// All failures since start.
+    pub failures_total: AtomicU64,
+    /// Successful connects since start.
+    pub connects_total: AtomicU64,
+    /// Whether the last probe answered.
+    pub probe_ok: AtomicBool,
+}
+
+impl ServerHealth {
+    /// Records a failure.
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a successful connect (resets the consecutive count).
+    pub fn connected(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.connects_total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One server slot of a pool (a ring position): its current primary and replicas.
+#[derive(Clone, Debug)]
+pub struct ServerView {
+    /// The server's name on the ring (its configured name, else `host:port`).
+    pub name: String,
+    /// `host:port` of the current primary.
+    pub primary: String,
+    /// `host:port` of each replica.
+    pub replicas: Vec<String>,
+    /// False while ejected (`auto_eject_hosts`).
+    pub live: bool,
+    /// Replication epoch the proxy last promoted with (0: never).
+    pub epoch: u64,
+}
+
+/// One pool.
+pub struct PoolView {
+    /// Its configuration.
+    pub cfg: Arc<PoolConfig>,
+    /// The ring over the live servers.
+    pub ring: Ring,
+    /// Server slots, in config order (ring indices).
+    pub servers: Vec<ServerView>,
+}
+
+impl PoolView {
+    /// Builds a pool view with every server live and its configured primary.
+    pub fn from_config(cfg: Arc<PoolConfig>) -> PoolView {
+        let servers: Vec<ServerView> = cfg
+            .servers
+            .iter()
+            .map(|s| ServerView {
+                name: s
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:{}", s.host, s.port)),
+                primary: format!("{}:{}", s.host, s.port),
+                replicas: s
+                    .replicas
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect(),
+                live: true,
+                epoch: 0,
+            })
+            .collect();
+        let ring = build_ring(&cfg, &servers);
+        PoolView { cfg, ring, servers }
+    }
+
+    /// A copy with different server views (and the ring rebuilt over the live ones).
+    pub fn with_servers(&self, servers: Vec<ServerView>) -> PoolView {
+        let ring = build_ring(&self.cfg, &servers);
+        PoolView {
+            cfg: self.cfg.clone(),
+            ring,
+            servers,
+        }
+    }
+
+    /// Server index for a key (hash tag applied here).
+    #[inline]
+    pub fn locate(&self, key: &[u8]) -> Option<usize> {
+        let k = shoal_client::ring::hash_tag(key, self.cfg.hash_tag);
+        self.ring.locate(k)
+    }
+}
+
+fn build_ring(cfg: &PoolConfig, servers: &[ServerView]) -> Ring {
+    let nodes: Vec<_> = cfg.servers.iter().map(|s| s.ring_node()).collect();
+    let live: Vec<bool> = servers.iter().map(|s| s.live).collect();
+    Ring::with_live(cfg.distribution, cfg.hash, &nodes, &live)
+}
+
+/// A snapshot of every pool.
+pub struct Topology {
+    /// Bumped on every change.
+    pub version: u64,
+    /// Pools in config order.
+    pub pools: Vec<Arc<PoolView>>,
+}
+
+/// State shared by every thread of the proxy.
+pub struct Shared {
+    topo: RwLock<Arc<Topology>>,
+    version: AtomicU64,
+    health: DashMap<String, Arc<ServerHealth>>,
+}
+
+impl Shared {
+    /// Initial topology from a configuration.
+    pub fn new(cfg: &ProxyConfig) -> Shared {
+        let pools = cfg
+            .pools
+            .iter()
+            .map(|p| Arc::new(PoolView::from_config(Arc::new(p.clone()))))
+            .collect();
+        Shared {
+            topo: RwLock::new(Arc::new(Topology { version: 1, pools })),
+            version: AtomicU64::new(1),
+            health: DashMap::new(),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topo.read().clone()
+    }
+
+    /// Version of the current snapshot (cheap; compare with a cached snapshot's).
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Replaces pool `idx`'s view.
+    pub fn update_pool(&self, idx: usize, view: PoolView) {
+        let mut t = self.topo.write();
+        let mut pools = t.pools.clone();
+        pools[idx] = Arc::new(view);
+        let version = t.version + 1;
+        *t = Arc::new(Topology { version, pools });
+        self.version.store(version, Ordering::Release);
+    }
+
+    /// Replaces every pool (config reload keeping the listeners).
+    pub fn replace_pools(&self, pools: Vec<Arc<PoolView>>) {
+        let mut t = self.topo.write();
+        let version = t.version + 1;
+        *t = Arc::new(Topology { version, pools });
+        self.version.store(version, Ordering::Release);
+    }
+
+    /// Health counters of one address.
+    pub fn health(&self, addr: &str) -> Arc<ServerHealth> {
+        if let Some(h) = self.health.get(addr) {
+            return h.clone();
+        }
+        self.health
+            .entry(addr.to_string())
+            .or_insert_with(|| Arc::new(ServerHealth::default()))
+            .clone()
+    }
+}

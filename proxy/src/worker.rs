@@ -1,0 +1,215 @@
+//! A worker thread's routing context: the cached topology snapshot and this thread's
+//! backend connections (shared pipelined ones, and an idle pool of dedicated ones for
+//! transactions and blocking commands).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use shoal_client::resp::encode_command;
+
+use crate::backend::{BackendConn, BackendOpts, Wire};
+use crate::config::{BackendKind, PoolConfig, ReadPolicy};
+use crate::metrics::Stats;
+use crate::topology::{PoolView, Shared, Topology};
+
+type ConnKey = (usize, String, Wire);
+
+/// Per-thread routing state.
+pub struct Worker {
+    /// Process-wide state.
+    pub shared: Arc<Shared>,
+    /// Process-wide counters.
+    pub stats: Arc<Stats>,
+    topo: RefCell<Arc<Topology>>,
+    shared_conns: RefCell<HashMap<ConnKey, Vec<Rc<BackendConn>>>>,
+    idle: RefCell<HashMap<ConnKey, Vec<Rc<BackendConn>>>>,
+    rr: Cell<usize>,
+    next_client_id: &'static AtomicU64,
+}
+
+static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl Worker {
+    /// A worker over the shared state.
+    pub fn new(shared: Arc<Shared>, stats: Arc<Stats>) -> Worker {
+        let topo = shared.topology();
+        Worker {
+            shared,
+            stats,
+            topo: RefCell::new(topo),
+            shared_conns: RefCell::new(HashMap::new()),
+            idle: RefCell::new(HashMap::new()),
+            rr: Cell::new(0),
+            next_client_id: &CLIENT_IDS,
+        }
+    }
+
+    /// A fresh client id (process-wide, like Redis' CLIENT ID).
+    pub fn client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The current topology (refreshed when the shared version moved). Connections to
+    /// addresses that left the topology are closed.
+    pub fn topology(&self) -> Arc<Topology> {
+        let cur = self.topo.borrow().clone();
+        if cur.version == self.shared.version() {
+            return cur;
+        }
+        let new = self.shared.topology();
+        *self.topo.borrow_mut() = new.clone();
+        let mut keep = std::collections::HashSet::new();
+        for (pi, p) in new.pools.iter().enumerate() {
+            for s in &p.servers {
+                keep.insert((pi, s.primary.clone()));
+                for r in &s.replicas {
+                    keep.insert((pi, r.clone()));
+                }
+            }
+        }
+        self.shared_conns.borrow_mut().retain(|k, conns| {
+            let ok = keep.contains(&(k.0, k.1.clone()));
+            if !ok {
+                conns.iter().for_each(|c| c.close());
+            }
+            ok
+        });
+        self.idle.borrow_mut().retain(|k, conns| {
+            let ok = keep.contains(&(k.0, k.1.clone()));
+            if !ok {
+                conns.iter().for_each(|c| c.close());
+            }
+            ok
+        });
+        new
+    }
+
+    fn opts(&self, pool: &PoolConfig, addr: &str, wire: Wire, exclusive: bool) -> BackendOpts {
+        let mut handshake = Vec::new();
+        let mut b = BytesMut::new();
+        if wire == Wire::Resp3 {
+            match &pool.redis_auth {
+                Some(pw) => encode_command(
+                    &[b"HELLO", b"3", b"AUTH", b"default", pw.as_bytes()],
+                    &mut b,
+                ),
+                None => encode_command(&[b"HELLO", b"3"], &mut b),
+            }
+            handshake.push(b.split().freeze());
+        } else if wire == Wire::Resp2 {
+            if let Some(pw) = &pool.redis_auth {
+                encode_command(&[b"AUTH", pw.as_bytes()], &mut b);
+                handshake.push(b.split().freeze());
+            }
+        }
+        if wire != Wire::Memcache && pool.redis_db != 0 {
+            let db = pool.redis_db.to_string();
+            encode_command(&[b"SELECT", db.as_bytes()], &mut b);
+            handshake.push(b.split().freeze());
+        }
+        BackendOpts {
+            addr: addr.to_string(),
+            wire,
+            timeout: pool.timeout_ms.map(Duration::from_millis),
+            handshake,
+            retry: Duration::from_millis(pool.server_retry_timeout_ms.clamp(50, 1000)),
+            exclusive,
+        }
+    }
+
+    /// The shared pipelined connection to `addr` of pool `pool` (one of
+    /// `server_connections`, round robin).
+    pub fn conn(&self, pool_idx: usize, pool: &PoolConfig, addr: &str, wire: Wire) -> Rc<BackendConn> {
+        let mut map = self.shared_conns.borrow_mut();
+        let key = (pool_idx, addr.to_string(), wire);
+        let conns = map.entry(key).or_default();
+        let want = pool.server_connections.max(1) as usize;
+        if conns.len() < want {
+            let c = BackendConn::spawn(
+                self.opts(pool, addr, wire, false),
+                self.shared.health(addr),
+            );
+            conns.push(c.clone());
+            return c;
+        }
+        if want == 1 {
+            return conns[0].clone();
+        }
+        let i = self.rr.get().wrapping_add(1);
+        self.rr.set(i);
+        conns[i % want].clone()
+    }
+
+    /// A dedicated connection (MULTI/EXEC, WATCH, blocking commands, pub/sub), from the
+    /// idle pool when one is there: never a new TCP connection per transaction.
+    pub fn checkout(&self, pool_idx: usize, pool: &PoolConfig, addr: &str, wire: Wire) -> Rc<BackendConn> {
+        let key = (pool_idx, addr.to_string(), wire);
+        if let Some(list) = self.idle.borrow_mut().get_mut(&key) {
+            while let Some(c) = list.pop() {
+                if !c.is_down() {
+                    return c;
+                }
+            }
+        }
+        BackendConn::spawn(self.opts(pool, addr, wire, true), self.shared.health(addr))
+    }
+
+    /// Returns a dedicated connection whose session state is clean (after EXEC, DISCARD,
+    /// UNWATCH or a blocking command's reply).
+    pub fn checkin(&self, pool_idx: usize, conn: Rc<BackendConn>, wire: Wire) {
+        if conn.is_down() {
+            return;
+        }
+        let key = (pool_idx, conn.addr().to_string(), wire);
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(key).or_default();
+        if list.len() < 64 {
+            list.push(conn);
+        } else {
+            conn.close();
+        }
+    }
+}
+
+/// Which address serves a request for server `idx` of `pool`.
+pub fn pick_addr<'a>(pool: &'a PoolView, idx: usize, write: bool, primary_only: bool) -> &'a str {
+    let s = &pool.servers[idx];
+    if write || primary_only || s.replicas.is_empty() {
+        return &s.primary;
+    }
+    match pool.cfg.read_policy {
+        ReadPolicy::Primary => &s.primary,
+        ReadPolicy::ReplicaPreferred | ReadPolicy::ReadYourWrites => {
+            let i = fastrand_index(s.replicas.len());
+            &s.replicas[i]
+        }
+        ReadPolicy::Any => {
+            let i = fastrand_index(s.replicas.len() + 1);
+            if i == s.replicas.len() {
+                &s.primary
+            } else {
+                &s.replicas[i]
+            }
+        }
+    }
+}
+
+fn fastrand_index(n: usize) -> usize {
+    use rand::Rng;
+    rand::thread_rng().gen_range(0..n)
+}
+
+/// Whether a pool's backends speak RESP.
+pub fn is_redis(pool: &PoolConfig) -> bool {
+    pool.redis && pool.backend != BackendKind::Memcached
+}
+
+/// A reply chunk that the proxy itself produced.
+pub fn bytes_of(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
