@@ -365,7 +365,7 @@ impl BackendConn {
                     let mut q = self.q.borrow_mut();
                     if !q.out.is_empty() {
                         std::mem::swap(&mut buf, &mut q.out);
-                        if q.oldest.is_none() {
+                        if q.oldest.is_none() && self.opts.timeout.is_some() {
                             q.oldest = Some(Instant::now());
                         }
                     }
@@ -386,24 +386,7 @@ impl BackendConn {
                 if rbuf.capacity() - rbuf.len() < 4096 {
                     rbuf.reserve(16 * 1024);
                 }
-                let read = rd.read_buf(&mut rbuf);
-                let n = match self.opts.timeout {
-                    Some(t) => match tokio::time::timeout(t, read).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            let late = self
-                                .q
-                                .borrow()
-                                .oldest
-                                .is_some_and(|o| o.elapsed() >= t);
-                            if late {
-                                return Failure::Timeout;
-                            }
-                            continue;
-                        }
-                    },
-                    None => read.await,
-                };
+                let n = rd.read_buf(&mut rbuf).await;
                 match n {
                     Ok(0) | Err(_) => return Failure::Closed,
                     Ok(_) => {}
@@ -413,9 +396,25 @@ impl BackendConn {
                 }
             }
         };
+        // The pool's `timeout`: a watchdog checks for replies overdue (no progress for
+        // `timeout` while requests are outstanding) a few times per timeout period,
+        // instead of arming a timer around every read.
+        let watchdog = async {
+            let Some(t) = self.opts.timeout else {
+                return std::future::pending().await;
+            };
+            let tick = (t / 4).max(Duration::from_millis(5));
+            loop {
+                tokio::time::sleep(tick).await;
+                if self.q.borrow().oldest.is_some_and(|o| o.elapsed() >= t) {
+                    return Failure::Timeout;
+                }
+            }
+        };
         tokio::select! {
             why = writer => why,
             why = reader => why,
+            why = watchdog => why,
         }
     }
 
@@ -430,6 +429,10 @@ impl BackendConn {
                 },
             };
             let Some(len) = len else {
+                if self.opts.timeout.is_some() {
+                    let mut q = self.q.borrow_mut();
+                    q.oldest = (!q.waiters.is_empty()).then(Instant::now);
+                }
                 return Ok(());
             };
             let frame = rbuf.split_to(len).freeze();
@@ -442,16 +445,7 @@ impl BackendConn {
             if frame.first() == Some(&b'>') {
                 continue; // an unsolicited RESP3 push on a shared connection
             }
-            let w = {
-                let mut q = self.q.borrow_mut();
-                let w = q.waiters.pop_front();
-                q.oldest = if q.waiters.is_empty() {
-                    None
-                } else {
-                    Some(Instant::now())
-                };
-                w
-            };
+            let w = self.q.borrow_mut().waiters.pop_front();
             match w {
                 Some(Waiter::Client { batch, slot }) => batch.fill(slot, Reply::Data(frame)),
                 Some(Waiter::Discard) => {}

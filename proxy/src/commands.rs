@@ -1,7 +1,7 @@
 //! How the proxy routes each Redis command: by which key(s), whether it writes, whether it
 //! blocks, or whether the proxy answers it itself.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
 /// Where a command's keys are.
@@ -79,6 +79,10 @@ pub struct Spec {
     pub write: bool,
     /// Whether it may block (runs on a dedicated backend connection).
     pub blocking: bool,
+    /// The command's name (upper case), for metrics.
+    pub name: &'static str,
+    /// Dense id (index into [`names`]), for per-command counters.
+    pub id: u16,
 }
 
 const fn spec(route: Route, keys: Keys, write: bool) -> Spec {
@@ -87,6 +91,8 @@ const fn spec(route: Route, keys: Keys, write: bool) -> Spec {
         keys,
         write,
         blocking: false,
+        name: "",
+        id: 0,
     }
 }
 
@@ -100,7 +106,7 @@ const ALL: Keys = Keys::Range {
 };
 
 fn table() -> HashMap<&'static [u8], Spec> {
-    let mut m: HashMap<&'static [u8], Spec> = HashMap::new();
+    let mut m: HashMap<&'static [u8], Spec> = HashMap::default();
     let reads: &[&str] = &[
         "GET", "STRLEN", "GETRANGE", "SUBSTR", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME",
         "TYPE", "DUMP", "HGET", "HMGET", "HGETALL", "HKEYS", "HVALS", "HLEN", "HEXISTS",
@@ -250,13 +256,37 @@ fn table() -> HashMap<&'static [u8], Spec> {
     }
     // OBJECT <sub> <key>: routed by its key.
     m.insert(b"OBJECT", spec(Route::Keyed, Keys::At(2), false));
+    let mut keys: Vec<&'static [u8]> = m.keys().copied().collect();
+    keys.sort_unstable();
+    for (i, k) in keys.iter().enumerate() {
+        let s = m.get_mut(k).expect("present");
+        s.name = std::str::from_utf8(k).unwrap_or("?");
+        s.id = i as u16 + 1;
+    }
     m
+}
+
+fn table_ref() -> &'static HashMap<&'static [u8], Spec> {
+    static TABLE: OnceLock<HashMap<&'static [u8], Spec>> = OnceLock::new();
+    TABLE.get_or_init(table)
+}
+
+/// Command names by id (id 0 is "OTHER": unknown commands).
+pub fn names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut v = vec![""; table_ref().len() + 1];
+        v[0] = "OTHER";
+        for s in table_ref().values() {
+            v[s.id as usize] = s.name;
+        }
+        v
+    })
 }
 
 /// Looks a command up by name (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    static TABLE: OnceLock<HashMap<&'static [u8], Spec>> = OnceLock::new();
-    let table = TABLE.get_or_init(table);
+    let table = table_ref();
     let mut up = [0u8; 24];
     if name.len() > up.len() {
         return None;

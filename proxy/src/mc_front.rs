@@ -58,6 +58,7 @@ where
     let mut scratch = BytesMut::new();
     // Bytes still to discard (memcached swallowing a too-large value).
     let mut swallow = 0usize;
+    let mut ids: Vec<(u16, bool)> = Vec::new();
     'conn: loop {
         if swallow > 0 && !rbuf.is_empty() {
             let n = swallow.min(rbuf.len());
@@ -114,9 +115,8 @@ where
                         close = true;
                         break;
                     }
-                    let name = req_label(&req);
+                    ids.push((metrics::MC_BASE + req_id(&req), false));
                     let out = route(&worker, &pool, pool_idx, &batch, req, raw, &mut local, &mut scratch);
-                    metrics::record(pool_idx, name, false, Some(started));
                     outs.push(out);
                 }
             }
@@ -124,6 +124,8 @@ where
         let _ = rbuf.split_to(pos);
         Stats::add(&worker.stats.requests, n as u64);
         batch.wait().await;
+        metrics::record_batch(pool_idx, &ids, started);
+        ids.clear();
         assemble(&outs, &batch, &local, &mut wbuf, &worker.stats);
         if !wbuf.is_empty() {
             if stream.write_all(&wbuf).await.is_err() {
@@ -138,28 +140,29 @@ where
     let _ = stream.shutdown().await;
 }
 
-fn req_label(req: &Request<'_>) -> &'static str {
+/// Index of the request's label in [`metrics::MC_NAMES`].
+fn req_id(req: &Request<'_>) -> u16 {
     match req {
-        Request::Get { cas: false, .. } => "get",
-        Request::Get { cas: true, .. } => "gets",
-        Request::Gat { .. } => "gat",
-        Request::Store { .. } => "store",
-        Request::Incr { .. } => "incr",
-        Request::Decr { .. } => "decr",
-        Request::Delete { .. } => "delete",
-        Request::Touch { .. } => "touch",
-        Request::FlushAll { .. } => "flush_all",
-        Request::Stats { .. } => "stats",
-        Request::Version => "version",
-        Request::Verbosity { .. } => "verbosity",
-        Request::Quit => "quit",
+        Request::Get { cas: false, .. } => 0,
+        Request::Get { cas: true, .. } => 1,
+        Request::Gat { .. } => 2,
+        Request::Store { .. } => 3,
+        Request::Incr { .. } => 4,
+        Request::Decr { .. } => 5,
+        Request::Delete { .. } => 6,
+        Request::Touch { .. } => 7,
+        Request::FlushAll { .. } => 8,
+        Request::Stats { .. } => 9,
+        Request::Version => 10,
+        Request::Verbosity { .. } => 11,
+        Request::Quit => 12,
         Request::Meta(m) => match m.cmd {
-            MetaCmd::Get => "mg",
-            MetaCmd::Set => "ms",
-            MetaCmd::Delete => "md",
-            MetaCmd::Arithmetic => "ma",
-            MetaCmd::Noop => "mn",
-            MetaCmd::Debug => "me",
+            MetaCmd::Get => 13,
+            MetaCmd::Set => 14,
+            MetaCmd::Delete => 15,
+            MetaCmd::Arithmetic => 16,
+            MetaCmd::Noop => 17,
+            MetaCmd::Debug => 18,
         },
     }
 }

@@ -106,6 +106,7 @@ where
     };
     let mut scratch = BytesMut::new();
     let mut key_idx = Vec::new();
+    let mut ids: Vec<(u16, bool)> = Vec::new();
     'conn: loop {
         // Read until at least one complete request is buffered.
         if rbuf.is_empty() || matches!(decode_request(&rbuf, &limits, &mut args), Ok(Decoded::Incomplete { .. })) {
@@ -135,6 +136,11 @@ where
         let started = Instant::now();
         let topo = worker.topology();
         let pool = topo.pools[pool_idx].clone();
+        if sess.written.len() != pool.servers.len() {
+            // A reload changed the pool's servers.
+            sess.written.resize(pool.servers.len(), false);
+            sess.subs.resize(pool.servers.len(), None);
+        }
         batch.reset();
         outs.clear();
         local.clear();
@@ -167,15 +173,15 @@ where
                 args: &args,
             };
             // Lane barrier: a request for another connection waits for the batch so far.
-            let lane = lane_of(&ctx, &sess);
+            let spec = commands::lookup(args.get(buf, 0));
+            let lane = lane_of(&ctx, spec, &sess);
             if lane != sess.lane && n > 0 {
                 break;
             }
-            let out = route(&ctx, &mut sess, &mut local, &mut scratch, &mut key_idx);
+            let out = route(&ctx, spec, &mut sess, &mut local, &mut scratch, &mut key_idx);
             sess.lane = lane_after(&sess, lane);
-            let cmd_name = command_label(args.get(buf, 0));
             let is_err_local = matches!(&out, Out::Local(r) if local.get(r.start) == Some(&b'-'));
-            metrics::record(pool_idx, cmd_name, is_err_local, Some(started));
+            ids.push((spec.map_or(0, |s| s.id), is_err_local));
             outs.push(out);
             consumed_total += consumed;
             n += 1;
@@ -183,6 +189,8 @@ where
         let _ = rbuf.split_to(consumed_total);
         Stats::add(&worker.stats.requests, n as u64);
         batch.wait().await;
+        metrics::record_batch(pool_idx, &ids, started);
+        ids.clear();
         for c in sess.held.drain(..) {
             worker.checkin(pool_idx, c, wire_of(sess.proto));
         }
@@ -272,16 +280,12 @@ impl Ctx<'_> {
     }
 }
 
-fn spec_of(ctx: &Ctx<'_>) -> Option<&'static Spec> {
-    commands::lookup(ctx.arg(0))
-}
-
 /// The connection lane a request will use: None = shared, Some(server) = dedicated.
-fn lane_of(ctx: &Ctx<'_>, sess: &Session) -> Option<usize> {
+fn lane_of(ctx: &Ctx<'_>, spec: Option<&Spec>, sess: &Session) -> Option<usize> {
     if let Some((s, _)) = &sess.pinned {
         return Some(*s);
     }
-    let spec = spec_of(ctx)?;
+    let spec = spec?;
     if spec.blocking || matches!(spec.route, Route::Session) && !eq(ctx.arg(0), b"WAIT") {
         // The server is not known before routing; any dedicated lane is a barrier.
         return Some(usize::MAX);
@@ -298,31 +302,6 @@ fn lane_after(sess: &Session, lane: Option<usize>) -> Option<usize> {
 
 fn eq(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
-}
-
-fn command_label(name: &[u8]) -> &'static str {
-    // Interned lower-case labels for the metrics: the table's names, else "other".
-    match commands::lookup(name) {
-        Some(_) => intern(name),
-        None => "other",
-    }
-}
-
-fn intern(name: &[u8]) -> &'static str {
-    thread_local! {
-        static INTERNED: std::cell::RefCell<std::collections::HashMap<Vec<u8>, &'static str>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    INTERNED.with(|m| {
-        let mut m = m.borrow_mut();
-        if let Some(s) = m.get(name) {
-            return *s;
-        }
-        let up = String::from_utf8_lossy(name).to_ascii_lowercase();
-        let leaked: &'static str = Box::leak(up.into_boxed_str());
-        m.insert(name.to_vec(), leaked);
-        leaked
-    })
 }
 
 fn local_reply(local: &mut BytesMut, f: impl FnOnce(&mut ReplyWriter<'_>), proto: Proto) -> Out {
@@ -392,13 +371,14 @@ fn send(ctx: &Ctx<'_>, sess: &mut Session, idx: usize, write: bool, req: &[u8]) 
 
 fn route(
     ctx: &Ctx<'_>,
+    spec: Option<&'static Spec>,
     sess: &mut Session,
     local: &mut BytesMut,
     scratch: &mut BytesMut,
     key_idx: &mut Vec<usize>,
 ) -> Out {
     let name = ctx.arg(0);
-    let Some(spec) = spec_of(ctx) else {
+    let Some(spec) = spec else {
         if sess.pinned.is_some() {
             // Inside a transaction the backend answers (and flags) unknown commands.
             return pinned_send(ctx, sess, scratch);

@@ -82,6 +82,15 @@ pub fn shoal_server_bin() -> PathBuf {
     workspace_root().join("target/release/shoal-server")
 }
 
+/// The `shoal-proxy` binary: `$SHOAL_PROXY_BIN`, else next to [`shoal_server_bin`].
+pub fn shoal_proxy_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_PROXY_BIN") {
+        return PathBuf::from(p);
+    }
+    let server = shoal_server_bin();
+    server.with_file_name("shoal-proxy")
+}
+
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
@@ -110,6 +119,8 @@ pub struct ServerProc {
     pub mc_port: Option<u16>,
     child: Child,
     log: PathBuf,
+    /// The command line it was started with (for [`ServerProc::restart`]).
+    argv: (std::ffi::OsString, Vec<std::ffi::OsString>),
 }
 
 impl ServerProc {
@@ -145,6 +156,56 @@ impl ServerProc {
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the process if it still runs, then starts the same command line again (same
+    /// ports, same flags) and waits until it answers, retrying while the port is still
+    /// held (bounded by [`READY_TIMEOUT`]).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let start = Instant::now();
+        loop {
+            let mut cmd = Command::new(&self.argv.0);
+            cmd.args(&self.argv.1);
+            let out = File::create(&self.log).expect("create server log file");
+            let err = out.try_clone().expect("clone log file handle");
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+            self.child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("respawning {cmd:?} failed: {e}"));
+            let ready = |p: &ServerProc| match p.flavor {
+                Flavor::Memcached => memcache_ready(p.port),
+                Flavor::Redis | Flavor::Shoal => resp_ready(p.port),
+            };
+            let mut backoff = Duration::from_millis(5);
+            loop {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    let text = self.log_text();
+                    if text.contains("in use") && start.elapsed() < READY_TIMEOUT {
+                        break; // the old socket is not gone yet: try again
+                    }
+                    panic!("{} exited with {status} on restart; log:\n{text}", self.name());
+                }
+                if ready(self) {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < READY_TIMEOUT,
+                    "{} not ready {READY_TIMEOUT:?} after restart; log:\n{}",
+                    self.name(),
+                    self.log_text()
+                );
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -216,6 +277,10 @@ fn spawn_attempt(
     let out = File::create(&log).expect("create server log file");
     let err = out.try_clone().expect("clone log file handle");
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let argv = (
+        cmd.get_program().to_owned(),
+        cmd.get_args().map(std::ffi::OsStr::to_owned).collect(),
+    );
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?} failed: {e}"));
@@ -225,6 +290,7 @@ fn spawn_attempt(
         mc_port,
         child,
         log,
+        argv,
     };
     let start = Instant::now();
     let mut backoff = Duration::from_millis(5);
@@ -337,6 +403,12 @@ pub fn spawn_shoal() -> ServerProc {
 /// Starts `shoal-server`, waiting only for the listeners asked for (a RESP-only test need
 /// not fail because the memcache side is not answering yet).
 pub fn spawn_shoal_waiting_for(resp: bool, memcache: bool) -> ServerProc {
+    spawn_shoal_with(&[], resp, memcache)
+}
+
+/// Starts `shoal-server` with extra flags (`--dir`, `--replicaof`, ...) after the listener
+/// flags, waiting for the listeners asked for.
+pub fn spawn_shoal_with(extra: &[String], resp: bool, memcache: bool) -> ServerProc {
     let bin = shoal_server_bin();
     assert!(
         bin.is_file(),
@@ -350,7 +422,8 @@ pub fn spawn_shoal_waiting_for(resp: bool, memcache: bool) -> ServerProc {
             let mut c = Command::new(&bin);
             c.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--memcache-port", &mc.expect("mc port").to_string()])
-                .args(["--metrics-port", "0", "--threads", "2"]);
+                .args(["--metrics-port", "0", "--threads", "2"])
+                .args(extra);
             c
         },
         true,
