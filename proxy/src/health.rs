@@ -182,7 +182,24 @@ async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, 
         h.probe_ok.store(false, Ordering::Relaxed);
         h.failed();
         let since = *t.down_since.get_or_insert_with(Instant::now);
-        let can_failover = pool.cfg.failover && pool.cfg.backend == BackendKind::Shoal && pool.cfg.redis;
+        let shoal = pool.cfg.backend == BackendKind::Shoal && pool.cfg.redis;
+        // Another decider may have promoted a replica already: follow it.
+        if shoal {
+            if let Some((addr, epoch)) = promoted_elsewhere(pool, &servers[i]).await {
+                info!(
+                    "pool {}: {} was promoted (epoch {epoch}) by another decider; following",
+                    pool.cfg.name, addr
+                );
+                let old = std::mem::replace(&mut servers[i].primary, addr.clone());
+                servers[i].replicas.retain(|r| r != &addr);
+                servers[i].replicas.push(old);
+                servers[i].epoch = epoch;
+                t.down_since = None;
+                changed = true;
+                continue;
+            }
+        }
+        let can_failover = pool.cfg.failover && shoal;
         if can_failover
             && !servers[i].replicas.is_empty()
             && since.elapsed() >= Duration::from_millis(pool.cfg.failover_timeout_ms)
@@ -302,6 +319,26 @@ async fn promote(pool: &PoolView, server: &crate::topology::ServerView) -> Optio
         pool.cfg.name, server.primary, server.name
     );
     Some((chosen, epoch))
+}
+
+/// A replica of `server` that reports itself primary with a newer epoch than the proxy
+/// knows (promoted by another proxy or by an operator's `FAILOVER`).
+async fn promoted_elsewhere(pool: &PoolView, server: &crate::topology::ServerView) -> Option<(String, u64)> {
+    let auth = pool.cfg.redis_auth.as_deref();
+    let mut best: Option<(String, u64)> = None;
+    for r in &server.replicas {
+        if let Some(Value::Array(items)) = resp_call(r, &[b"SHOAL.EPOCH"], auth).await {
+            let epoch = match items.first() {
+                Some(Value::Int(e)) => *e as u64,
+                _ => continue,
+            };
+            let primary = matches!(items.get(1), Some(Value::Bulk(b)) if b.as_ref() == b"master");
+            if primary && epoch > server.epoch && best.as_ref().is_none_or(|(_, e)| epoch > *e) {
+                best = Some((r.clone(), epoch));
+            }
+        }
+    }
+    best
 }
 
 /// Tells `replica` to follow `primary` when it reports another master (e.g. the old
