@@ -72,10 +72,15 @@
 //! same port on a wildcard host), a missing `listen`/`servers`, an empty server list,
 //! duplicate server names within a pool (an unnamed server's name is its `host:port`, or
 //! `host` for port 11211, as twemproxy names it), replicas naming no server of the pool, a
-//! replica address that is also a server or another replica of the pool, replicas or
-//! `failover: true` on a memcached backend (memcached has no replication),
-//! `read-your-writes` on anything but `backend: shoal`, `health_interval: 0`, more than one
-//! YAML document, YAML aliases.
+//! replica address that is also a server or another replica of the pool, replicas,
+//! `failover: true` or a `read_policy` other than `primary` on a memcached backend
+//! (memcached has no replication), `read-your-writes` on anything but `backend: shoal`,
+//! `health_interval: 0`, more than one YAML document, YAML aliases, nesting deeper than 16
+//! levels. A YAML syntax error is reported alone (the parser cannot go on after it).
+//!
+//! Beyond twemproxy's YAML subset we also accept flow style (`[a, b]`, `{k: v}`), a
+//! leading `---` and quoted keys; a file twemproxy accepts is accepted here, except a
+//! unix socket permission that is not octal (`/tmp/s 999`, which twemproxy turns into 0).
 //!
 //! Warnings (the pool works, but probably not as meant): two named servers on one address
 //! (an error for `backend: shoal`, where two shards must be two servers), a
@@ -432,7 +437,14 @@ impl ProxyConfig {
 /// Shortens a value for a message.
 fn clip(s: &str) -> String {
     const MAX: usize = 60;
-    let mut out: String = s.chars().take(MAX).flat_map(char::escape_default).collect();
+    let mut out = String::new();
+    for c in s.chars().take(MAX) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if s.chars().count() > MAX {
         out.push_str("...");
     }

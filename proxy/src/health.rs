@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{error, info, warn};
 
-use crate::config::{BackendKind, ProxyConfig};
+use crate::config::{BackendKind, ProxyConfig, ReadPolicy};
 use crate::metrics::Stats;
 use crate::topology::{PoolView, Shared};
 
@@ -139,6 +139,11 @@ pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: 
             let topo = shared.topology();
             tracks.resize(topo.pools.len(), Vec::new());
             next_probe.resize(topo.pools.len(), Instant::now());
+            for pool in topo.pools.iter() {
+                if pool.cfg.read_policy == ReadPolicy::ReadYourWrites && pool.cfg.redis {
+                    sample_offsets(&shared, pool).await;
+                }
+            }
             for (pi, pool) in topo.pools.iter().enumerate() {
                 if Instant::now() < next_probe[pi] {
                     continue;
@@ -319,6 +324,48 @@ async fn promote(pool: &PoolView, server: &crate::topology::ServerView) -> Optio
         pool.cfg.name, server.primary, server.name
     );
     Some((chosen, epoch))
+}
+
+/// Read-your-writes bookkeeping (every 100 ms): each primary's `master_repl_offset` and
+/// the offsets its replicas acknowledged, from one `INFO replication`. The sample time is
+/// taken before asking, so an offset sampled after a client's write covers that write.
+async fn sample_offsets(shared: &Shared, pool: &PoolView) {
+    let auth = pool.cfg.redis_auth.as_deref();
+    for s in &pool.servers {
+        if s.replicas.is_empty() {
+            continue;
+        }
+        let started = crate::topology::now_us();
+        let Some(info) = resp_call(&s.primary, &[b"INFO", b"replication"], auth)
+            .await
+            .as_ref()
+            .and_then(text)
+        else {
+            continue;
+        };
+        let Some(off) = field(&info, "master_repl_offset").and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        for line in info.lines().filter(|l| l.starts_with("slave")) {
+            let kv = |k: &str| {
+                line.split([':', ','])
+                    .find_map(|p| p.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            };
+            let (Some(ip), Some(port), Some(acked)) = (kv("ip"), kv("port"), kv("offset")) else {
+                continue;
+            };
+            let Ok(acked) = acked.parse::<u64>() else { continue };
+            for r in &s.replicas {
+                let (h, p) = split_addr(r);
+                if p == port && (h == ip || h == "localhost" && ip == "127.0.0.1") {
+                    shared.health(r).repl_offset.store(acked, Ordering::Release);
+                }
+            }
+        }
+        let h = shared.health(&s.primary);
+        h.repl_offset.store(off, Ordering::Release);
+        h.sample_at_us.store(started, Ordering::Release);
+    }
 }
 
 /// A replica of `server` that reports itself primary with a newer epoch than the proxy

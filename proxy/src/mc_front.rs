@@ -186,7 +186,7 @@ fn route(
 ) -> Out {
     let send = |key: &[u8], write: bool, bytes: &[u8]| -> u32 {
         let idx = pool.locate(key).unwrap_or(0);
-        let addr = pick_addr(pool, idx, write, false);
+        let addr = pick_addr(&worker.shared, pool, idx, write, u64::MAX);
         let conn = worker.conn(pool_idx, &pool.cfg, addr, Wire::Memcache);
         let slot = batch.slot();
         conn.enqueue(bytes, batch, slot);
@@ -356,7 +356,7 @@ fn multi_get(
     let mut parts = Vec::with_capacity(servers.len());
     for (p, &s) in servers.iter().enumerate() {
         reqs[p].put_slice(b"\r\n");
-        let addr = pick_addr(pool, s, write, false);
+        let addr = pick_addr(&worker.shared, pool, s, write, u64::MAX);
         let conn = worker.conn(pool_idx, &pool.cfg, addr, Wire::Memcache);
         let slot = batch.slot();
         conn.enqueue(&reqs[p], batch, slot);

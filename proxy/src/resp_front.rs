@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{Batch, BackendConn, Failure, Reply, Wire};
 use crate::commands::{self, Keys, Merge, Route, Spec};
+use crate::config::ReadPolicy;
 use crate::metrics::{self, Stats};
 use crate::topology::PoolView;
 use crate::worker::{pick_addr, Worker};
@@ -71,6 +72,10 @@ struct Session {
     held: Vec<Rc<BackendConn>>,
     /// Servers written since the last WAIT.
     written: Vec<bool>,
+    /// Servers written in the current batch.
+    batch_writes: Vec<usize>,
+    /// When this client's last write to each server completed (read-your-writes).
+    last_write_us: Vec<u64>,
     /// The lane of the last routed request: None = shared connections.
     lane: Option<usize>,
 }
@@ -102,6 +107,8 @@ where
         subscribed: false,
         held: Vec::new(),
         written: vec![false; nservers],
+        batch_writes: Vec::new(),
+        last_write_us: vec![0; nservers],
         lane: None,
     };
     let mut scratch = BytesMut::new();
@@ -139,6 +146,7 @@ where
         if sess.written.len() != pool.servers.len() {
             // A reload changed the pool's servers.
             sess.written.resize(pool.servers.len(), false);
+            sess.last_write_us.resize(pool.servers.len(), 0);
             sess.subs.resize(pool.servers.len(), None);
         }
         batch.reset();
@@ -191,6 +199,14 @@ where
         batch.wait().await;
         metrics::record_batch(pool_idx, &ids, started);
         ids.clear();
+        if !sess.batch_writes.is_empty() {
+            let now = crate::topology::now_us();
+            for s in sess.batch_writes.drain(..) {
+                if let Some(t) = sess.last_write_us.get_mut(s) {
+                    *t = now;
+                }
+            }
+        }
         for c in sess.held.drain(..) {
             worker.checkin(pool_idx, c, wire_of(sess.proto));
         }
@@ -357,13 +373,16 @@ fn first_live(pool: &PoolView) -> usize {
 
 /// Sends `req` to server `idx` on the shared connection; returns its slot.
 fn send(ctx: &Ctx<'_>, sess: &mut Session, idx: usize, write: bool, req: &[u8]) -> u32 {
-    let addr = pick_addr(ctx.pool, idx, write, false);
+    let addr = pick_addr(&ctx.worker.shared, ctx.pool, idx, write, sess.last_write_us[idx]);
     let conn = ctx
         .worker
         .conn(ctx.pool_idx, &ctx.pool.cfg, addr, wire_of(sess.proto));
     let slot = ctx.batch.slot();
     if write {
         sess.written[idx] = true;
+        if ctx.pool.cfg.read_policy == ReadPolicy::ReadYourWrites {
+            sess.batch_writes.push(idx);
+        }
     }
     conn.enqueue(req, ctx.batch, slot);
     slot

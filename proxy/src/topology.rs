@@ -26,6 +26,17 @@ pub struct ServerHealth {
     pub connects_total: AtomicU64,
     /// Whether the last probe answered.
     pub probe_ok: AtomicBool,
+    /// Replication offset at the last sample (read-your-writes): a primary's
+    /// `master_repl_offset`, or a replica's offset acknowledged to its primary.
+    pub repl_offset: AtomicU64,
+    /// When the primary's last sample was started ([`now_us`]); 0 = never.
+    pub sample_at_us: AtomicU64,
+}
+
+/// Microseconds since the proxy started (a monotonic clock shared by all threads).
+pub fn now_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64 + 1
 }
 
 impl ServerHealth {

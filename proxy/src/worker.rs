@@ -176,17 +176,41 @@ impl Worker {
     }
 }
 
-/// Which address serves a request for server `idx` of `pool`.
-pub fn pick_addr<'a>(pool: &'a PoolView, idx: usize, write: bool, primary_only: bool) -> &'a str {
+/// Which address serves a request for server `idx` of `pool`. `last_write_us` is when
+/// this client's last write to that server completed (0: never), for read-your-writes.
+pub fn pick_addr<'a>(
+    shared: &Shared,
+    pool: &'a PoolView,
+    idx: usize,
+    write: bool,
+    last_write_us: u64,
+) -> &'a str {
     let s = &pool.servers[idx];
-    if write || primary_only || s.replicas.is_empty() {
+    if write || s.replicas.is_empty() {
         return &s.primary;
     }
     match pool.cfg.read_policy {
         ReadPolicy::Primary => &s.primary,
-        ReadPolicy::ReplicaPreferred | ReadPolicy::ReadYourWrites => {
-            let i = fastrand_index(s.replicas.len());
-            &s.replicas[i]
+        ReadPolicy::ReplicaPreferred => &s.replicas[fastrand_index(s.replicas.len())],
+        ReadPolicy::ReadYourWrites => {
+            if last_write_us == 0 {
+                return &s.replicas[fastrand_index(s.replicas.len())];
+            }
+            // A replica may serve this client once it has acknowledged an offset the
+            // primary reached after the client's last write completed.
+            let p = shared.health(&s.primary);
+            if p.sample_at_us.load(Ordering::Acquire) <= last_write_us {
+                return &s.primary;
+            }
+            let need = p.repl_offset.load(Ordering::Acquire);
+            let start = fastrand_index(s.replicas.len());
+            for k in 0..s.replicas.len() {
+                let r = &s.replicas[(start + k) % s.replicas.len()];
+                if shared.health(r).repl_offset.load(Ordering::Acquire) >= need {
+                    return r;
+                }
+            }
+            &s.primary
         }
         ReadPolicy::Any => {
             let i = fastrand_index(s.replicas.len() + 1);

@@ -621,17 +621,18 @@ impl PoolBuilder<'_> {
             _ => self.ms_key(&raw, "health_interval", DEFAULT_HEALTH_INTERVAL_MS, 1),
         };
 
-        let mut servers = self.servers(name_line, raw.get("servers").copied(), backend);
+        let mut parsed = self.servers(name_line, raw.get("servers").copied(), backend);
         if let Some((k, v)) = raw.get("replicas") {
             if backend == BackendKind::Memcached {
                 self.err(
                     k.line,
                     "`replicas` on a memcached backend: memcached has no replication (use `backend: shoal` or `redis`)",
                 );
-            } else if let Some(servers) = servers.as_mut() {
-                self.replicas(v, servers);
+            } else if let Some((servers, complete)) = parsed.as_mut() {
+                self.replicas(v, servers, *complete);
             }
         }
+        let servers = parsed.and_then(|(servers, complete)| complete.then_some(servers));
 
         // Shoal rules that need several keys.
         let any_replicas = servers
@@ -710,13 +711,14 @@ impl PoolBuilder<'_> {
         Some((pool, listen_line))
     }
 
-    /// `servers:` (required, non-empty).
+    /// `servers:` (required, non-empty). `None` when there is no usable list at all; else
+    /// the servers that parsed, and whether that is all of them (no problems).
     fn servers(
         &mut self,
         name_line: usize,
         entry: Option<(&Node, &Node)>,
         backend: BackendKind,
-    ) -> Option<Vec<ServerConfig>> {
+    ) -> Option<(Vec<ServerConfig>, bool)> {
         let Some((k, v)) = entry else {
             self.err(
                 name_line,
@@ -793,17 +795,14 @@ impl PoolBuilder<'_> {
             };
             let name = server.effective_name();
             if let Some((j, l)) = names.get(&name) {
-                let what = if server.name.is_some() {
-                    "server name"
-                } else {
-                    "server"
+                let what = match &server.name {
+                    Some(_) => format!("server name `{}`", clip(&name)),
+                    None if server.is_unix() => format!("server `{}`", clip(&server.host)),
+                    None => format!("server `{}`", host_port(&server.host, server.port)),
                 };
                 self.err(
                     item.line,
-                    format!(
-                        "servers[{i}]: duplicate {what} `{}` (also servers[{j}] at line {l})",
-                        clip(&name)
-                    ),
+                    format!("servers[{i}]: duplicate {what} (also servers[{j}] at line {l})"),
                 );
                 ok = false;
             } else {
@@ -830,11 +829,13 @@ impl PoolBuilder<'_> {
             }
             servers.push(server);
         }
-        ok.then_some(servers)
+        Some((servers, ok))
     }
 
     /// `replicas:` — server name (or host:port of an unnamed server) -> replica addresses.
-    fn replicas(&mut self, v: &Node, servers: &mut [ServerConfig]) {
+    /// `complete`: every `servers:` line parsed (else a key naming none of `servers` may
+    /// name one that did not parse, and is not reported).
+    fn replicas(&mut self, v: &Node, servers: &mut [ServerConfig], complete: bool) {
         let pairs = match &v.kind {
             Kind::Map(pairs) => pairs,
             Kind::Invalid => return,
@@ -864,7 +865,7 @@ impl PoolBuilder<'_> {
         let mut claimed: HashMap<usize, usize> = HashMap::new();
         let prefix = format!("{}: replicas: ", self.name);
         for (key, k, list) in entries(pairs, &prefix, "server", self.errs) {
-            let Some(idx) = self.replica_owner(key, k.line, servers) else {
+            let Some(idx) = self.replica_owner(key, k.line, servers, complete) else {
                 continue;
             };
             if let Some(first) = claimed.get(&idx) {
@@ -929,7 +930,13 @@ impl PoolBuilder<'_> {
     }
 
     /// The server a `replicas:` key names: a server name, or the host:port of an unnamed server.
-    fn replica_owner(&mut self, key: &str, line: usize, servers: &[ServerConfig]) -> Option<usize> {
+    fn replica_owner(
+        &mut self,
+        key: &str,
+        line: usize,
+        servers: &[ServerConfig],
+        complete: bool,
+    ) -> Option<usize> {
         if let Some(i) = servers.iter().position(|s| s.name.as_deref() == Some(key)) {
             return Some(i);
         }
@@ -941,11 +948,18 @@ impl PoolBuilder<'_> {
                 return match &servers[i].name {
                     None => Some(i),
                     Some(name) => {
-                        self.err(line, format!("replicas: the server at `{}` is named `{name}`: use its name as the key", clip(key)));
+                        let msg = format!(
+                            "replicas: the server at `{}` is named `{name}`: use its name as the key",
+                            clip(key)
+                        );
+                        self.err(line, msg);
                         None
                     }
                 };
             }
+        }
+        if !complete {
+            return None;
         }
         let names: Vec<String> = servers.iter().map(|s| s.effective_name()).collect();
         let hint = match closest(key, names.iter().map(String::as_str)) {

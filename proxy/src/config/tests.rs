@@ -471,7 +471,20 @@ fn replica_mistakes() {
         8,
         &["`replicas` must map server names to lists of host:port, got a list"],
     );
-    // Replication needs a backend that has it.
+    // With a server line broken, replicas are still checked against the servers that
+    // parsed, but a key naming none of them is not reported (it may name the broken one).
+    let broken = "p:\n  listen: 127.0.0.1:1\n  backend: shoal\n  servers:\n   - 127.0.0.1:7001:1 a\n   - 127.0.0.1:7002 b\n  replicas:\n    a: [127.0.0.1:0]\n    b: [127.0.0.1:7102]\n";
+    let ps = problems(broken);
+    assert_eq!(
+        ps.iter().map(|p| p.line).collect::<Vec<_>>(),
+        [6, 8],
+        "{ps:#?}"
+    );
+    assert!(
+        ps[1].message.contains("replicas.a[0]: port must be"),
+        "{ps:#?}"
+    );
+
     one_problem(
         "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:7001:1 a\n  replicas:\n    a: [127.0.0.1:7101]\n",
         5,
