@@ -20,3 +20,4 @@
 
 pub mod memcache;
 pub mod resp;
+pub mod ring;

@@ -76,13 +76,7 @@ pub fn info(worker: &Worker, pool_idx: usize) -> String {
 
 /// `SHOAL <subcommand>`: `TOPOLOGY` lists every pool's servers as
 /// `[pool, name, primary, [replicas…], state, epoch]` arrays.
-pub fn shoal_command(
-    worker: &Worker,
-    args: &Args,
-    buf: &[u8],
-    local: &mut BytesMut,
-    proto: Proto,
-) {
+pub fn shoal_command(worker: &Worker, args: &Args, buf: &[u8], local: &mut BytesMut, proto: Proto) {
     let sub = if args.len() >= 2 {
         args.get(buf, 1).to_ascii_uppercase()
     } else {
@@ -94,7 +88,11 @@ pub fn shoal_command(
         let rows: Vec<_> = topo
             .pools
             .iter()
-            .flat_map(|p| p.servers.iter().map(move |s| (p.cfg.name.clone(), s.clone())))
+            .flat_map(|p| {
+                p.servers
+                    .iter()
+                    .map(move |s| (p.cfg.name.clone(), s.clone()))
+            })
             .collect();
         w.array(rows.len());
         for (pool, s) in rows {

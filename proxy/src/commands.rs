@@ -108,27 +108,125 @@ const ALL: Keys = Keys::Range {
 fn table() -> HashMap<&'static [u8], Spec> {
     let mut m: HashMap<&'static [u8], Spec> = HashMap::default();
     let reads: &[&str] = &[
-        "GET", "STRLEN", "GETRANGE", "SUBSTR", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME",
-        "TYPE", "DUMP", "HGET", "HMGET", "HGETALL", "HKEYS", "HVALS", "HLEN", "HEXISTS",
-        "HSTRLEN", "HRANDFIELD", "HSCAN", "LLEN", "LRANGE", "LINDEX", "LPOS", "SCARD",
-        "SISMEMBER", "SMISMEMBER", "SMEMBERS", "SRANDMEMBER", "SSCAN", "ZCARD", "ZCOUNT",
-        "ZLEXCOUNT", "ZRANGE", "ZRANGEBYSCORE", "ZRANGEBYLEX", "ZREVRANGE",
-        "ZREVRANGEBYSCORE", "ZREVRANGEBYLEX", "ZRANK", "ZREVRANK", "ZSCORE", "ZMSCORE",
-        "ZRANDMEMBER", "ZSCAN", "GETBIT", "BITCOUNT", "BITPOS", "BITFIELD_RO", "GEOPOS",
-        "GEODIST", "GEOHASH", "GEORADIUS_RO", "GEORADIUSBYMEMBER_RO", "GEOSEARCH",
-        "SORT_RO", "XLEN", "XRANGE", "XREVRANGE",
+        "GET",
+        "STRLEN",
+        "GETRANGE",
+        "SUBSTR",
+        "TTL",
+        "PTTL",
+        "EXPIRETIME",
+        "PEXPIRETIME",
+        "TYPE",
+        "DUMP",
+        "HGET",
+        "HMGET",
+        "HGETALL",
+        "HKEYS",
+        "HVALS",
+        "HLEN",
+        "HEXISTS",
+        "HSTRLEN",
+        "HRANDFIELD",
+        "HSCAN",
+        "LLEN",
+        "LRANGE",
+        "LINDEX",
+        "LPOS",
+        "SCARD",
+        "SISMEMBER",
+        "SMISMEMBER",
+        "SMEMBERS",
+        "SRANDMEMBER",
+        "SSCAN",
+        "ZCARD",
+        "ZCOUNT",
+        "ZLEXCOUNT",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZRANGEBYLEX",
+        "ZREVRANGE",
+        "ZREVRANGEBYSCORE",
+        "ZREVRANGEBYLEX",
+        "ZRANK",
+        "ZREVRANK",
+        "ZSCORE",
+        "ZMSCORE",
+        "ZRANDMEMBER",
+        "ZSCAN",
+        "GETBIT",
+        "BITCOUNT",
+        "BITPOS",
+        "BITFIELD_RO",
+        "GEOPOS",
+        "GEODIST",
+        "GEOHASH",
+        "GEORADIUS_RO",
+        "GEORADIUSBYMEMBER_RO",
+        "GEOSEARCH",
+        "SORT_RO",
+        "XLEN",
+        "XRANGE",
+        "XREVRANGE",
     ];
     for r in reads {
         m.insert(r.as_bytes(), R1);
     }
     let writes: &[&str] = &[
-        "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "APPEND", "INCR",
-        "DECR", "INCRBY", "DECRBY", "INCRBYFLOAT", "SETRANGE", "EXPIRE", "PEXPIRE",
-        "EXPIREAT", "PEXPIREAT", "PERSIST", "RESTORE", "HSET", "HSETNX", "HMSET", "HDEL",
-        "HINCRBY", "HINCRBYFLOAT", "LPUSH", "RPUSH", "LPUSHX", "RPUSHX", "LPOP", "RPOP",
-        "LSET", "LREM", "LTRIM", "LINSERT", "SADD", "SREM", "SPOP", "ZADD", "ZINCRBY",
-        "ZREM", "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "ZREMRANGEBYLEX", "ZPOPMIN",
-        "ZPOPMAX", "SETBIT", "BITFIELD", "PFADD", "GEOADD", "SORT", "XADD", "XTRIM", "XDEL",
+        "SET",
+        "SETNX",
+        "SETEX",
+        "PSETEX",
+        "GETSET",
+        "GETDEL",
+        "GETEX",
+        "APPEND",
+        "INCR",
+        "DECR",
+        "INCRBY",
+        "DECRBY",
+        "INCRBYFLOAT",
+        "SETRANGE",
+        "EXPIRE",
+        "PEXPIRE",
+        "EXPIREAT",
+        "PEXPIREAT",
+        "PERSIST",
+        "RESTORE",
+        "HSET",
+        "HSETNX",
+        "HMSET",
+        "HDEL",
+        "HINCRBY",
+        "HINCRBYFLOAT",
+        "LPUSH",
+        "RPUSH",
+        "LPUSHX",
+        "RPUSHX",
+        "LPOP",
+        "RPOP",
+        "LSET",
+        "LREM",
+        "LTRIM",
+        "LINSERT",
+        "SADD",
+        "SREM",
+        "SPOP",
+        "ZADD",
+        "ZINCRBY",
+        "ZREM",
+        "ZREMRANGEBYSCORE",
+        "ZREMRANGEBYRANK",
+        "ZREMRANGEBYLEX",
+        "ZPOPMIN",
+        "ZPOPMAX",
+        "SETBIT",
+        "BITFIELD",
+        "PFADD",
+        "GEOADD",
+        "SORT",
+        "XADD",
+        "XTRIM",
+        "XDEL",
     ];
     for w in writes {
         m.insert(w.as_bytes(), W1);
@@ -155,11 +253,20 @@ fn table() -> HashMap<&'static [u8], Spec> {
         step: 1,
     };
     for name in [
-        "RENAME", "RENAMENX", "COPY", "SMOVE", "LMOVE", "RPOPLPUSH", "LCS", "ZRANGESTORE",
+        "RENAME",
+        "RENAMENX",
+        "COPY",
+        "SMOVE",
+        "LMOVE",
+        "RPOPLPUSH",
+        "LCS",
+        "ZRANGESTORE",
     ] {
         let keys = match name {
             // Trailing non-key arguments would be hashed too: only the first two count.
-            "COPY" | "SMOVE" | "LMOVE" | "LCS" | "ZRANGESTORE" => Keys::NumKeys { pos: 0, dest: true },
+            "COPY" | "SMOVE" | "LMOVE" | "LCS" | "ZRANGESTORE" => {
+                Keys::NumKeys { pos: 0, dest: true }
+            }
             _ => two,
         };
         m.insert(name.as_bytes(), spec(Route::Keyed, keys, name != "LCS"));
@@ -203,7 +310,10 @@ fn table() -> HashMap<&'static [u8], Spec> {
         let pos = if dest { 2 } else { 1 };
         // EVAL script numkeys k...: numkeys at 2, no destination.
         let dest = dest && name.starts_with('Z');
-        m.insert(name.as_bytes(), spec(Route::Keyed, Keys::NumKeys { pos, dest }, write));
+        m.insert(
+            name.as_bytes(),
+            spec(Route::Keyed, Keys::NumKeys { pos, dest }, write),
+        );
     }
     let mut blocking = |name: &'static str, keys: Keys| {
         let mut s = spec(Route::Keyed, keys, true);
@@ -220,11 +330,33 @@ fn table() -> HashMap<&'static [u8], Spec> {
     }
     blocking("BLMOVE", Keys::NumKeys { pos: 0, dest: true });
     blocking("BRPOPLPUSH", Keys::NumKeys { pos: 0, dest: true });
-    blocking("BLMPOP", Keys::NumKeys { pos: 2, dest: false });
-    blocking("BZMPOP", Keys::NumKeys { pos: 2, dest: false });
+    blocking(
+        "BLMPOP",
+        Keys::NumKeys {
+            pos: 2,
+            dest: false,
+        },
+    );
+    blocking(
+        "BZMPOP",
+        Keys::NumKeys {
+            pos: 2,
+            dest: false,
+        },
+    );
     for name in [
-        "PING", "ECHO", "QUIT", "HELLO", "AUTH", "SELECT", "CLIENT", "INFO", "RESET", "SHOAL",
-        "READONLY", "READWRITE",
+        "PING",
+        "ECHO",
+        "QUIT",
+        "HELLO",
+        "AUTH",
+        "SELECT",
+        "CLIENT",
+        "INFO",
+        "RESET",
+        "SHOAL",
+        "READONLY",
+        "READWRITE",
     ] {
         m.insert(name.as_bytes(), LOCAL);
     }
@@ -233,24 +365,76 @@ fn table() -> HashMap<&'static [u8], Spec> {
     }
     m.get_mut(&b"WATCH"[..]).expect("inserted").keys = ALL;
     for name in [
-        "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBLISH", "PUBSUB",
-        "SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH",
+        "SUBSCRIBE",
+        "PSUBSCRIBE",
+        "UNSUBSCRIBE",
+        "PUNSUBSCRIBE",
+        "PUBLISH",
+        "PUBSUB",
+        "SSUBSCRIBE",
+        "SUNSUBSCRIBE",
+        "SPUBLISH",
     ] {
         m.insert(name.as_bytes(), spec(Route::PubSub, Keys::None, false));
     }
-    m.insert(b"DBSIZE", spec(Route::Broadcast(Merge::Sum), Keys::None, false));
-    m.insert(b"FLUSHALL", spec(Route::Broadcast(Merge::AllOk), Keys::None, true));
-    m.insert(b"FLUSHDB", spec(Route::Broadcast(Merge::AllOk), Keys::None, true));
-    m.insert(b"KEYS", spec(Route::Broadcast(Merge::Concat), Keys::None, false));
-    m.insert(b"SCAN", spec(Route::Broadcast(Merge::Scan), Keys::None, false));
-    m.insert(b"SCRIPT", spec(Route::Broadcast(Merge::First), Keys::None, true));
-    for name in ["TIME", "COMMAND", "LASTSAVE", "LOLWUT", "RANDOMKEY", "CONFIG", "MEMORY"] {
+    m.insert(
+        b"DBSIZE",
+        spec(Route::Broadcast(Merge::Sum), Keys::None, false),
+    );
+    m.insert(
+        b"FLUSHALL",
+        spec(Route::Broadcast(Merge::AllOk), Keys::None, true),
+    );
+    m.insert(
+        b"FLUSHDB",
+        spec(Route::Broadcast(Merge::AllOk), Keys::None, true),
+    );
+    m.insert(
+        b"KEYS",
+        spec(Route::Broadcast(Merge::Concat), Keys::None, false),
+    );
+    m.insert(
+        b"SCAN",
+        spec(Route::Broadcast(Merge::Scan), Keys::None, false),
+    );
+    m.insert(
+        b"SCRIPT",
+        spec(Route::Broadcast(Merge::First), Keys::None, true),
+    );
+    for name in [
+        "TIME",
+        "COMMAND",
+        "LASTSAVE",
+        "LOLWUT",
+        "RANDOMKEY",
+        "CONFIG",
+        "MEMORY",
+    ] {
         m.insert(name.as_bytes(), spec(Route::Any, Keys::None, false));
     }
     for name in [
-        "SHUTDOWN", "REPLICAOF", "SLAVEOF", "FAILOVER", "DEBUG", "MONITOR", "SYNC", "PSYNC",
-        "REPLCONF", "SAVE", "BGSAVE", "BGREWRITEAOF", "MIGRATE", "MOVE", "SWAPDB", "CLUSTER",
-        "OBJECT", "ACL", "MODULE", "SLOWLOG", "LATENCY", "FUNCTION",
+        "SHUTDOWN",
+        "REPLICAOF",
+        "SLAVEOF",
+        "FAILOVER",
+        "DEBUG",
+        "MONITOR",
+        "SYNC",
+        "PSYNC",
+        "REPLCONF",
+        "SAVE",
+        "BGSAVE",
+        "BGREWRITEAOF",
+        "MIGRATE",
+        "MOVE",
+        "SWAPDB",
+        "CLUSTER",
+        "OBJECT",
+        "ACL",
+        "MODULE",
+        "SLOWLOG",
+        "LATENCY",
+        "FUNCTION",
     ] {
         m.insert(name.as_bytes(), spec(Route::Unsupported, Keys::None, false));
     }
@@ -349,7 +533,10 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive() {
         assert_eq!(lookup(b"get").map(|s| s.keys), Some(Keys::At(1)));
-        assert_eq!(lookup(b"MgEt").map(|s| s.route), Some(Route::Split(Merge::Values)));
+        assert_eq!(
+            lookup(b"MgEt").map(|s| s.route),
+            Some(Route::Split(Merge::Values))
+        );
         assert!(lookup(b"nosuchcommandxxxxxxxxxxxxxxxxxxx").is_none());
         assert!(lookup(b"BLPOP").is_some_and(|s| s.blocking));
     }

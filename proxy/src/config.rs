@@ -79,14 +79,17 @@
 //! levels. A YAML syntax error is reported alone (the parser cannot go on after it).
 //!
 //! Beyond twemproxy's YAML subset we also accept flow style (`[a, b]`, `{k: v}`), a
-//! leading `---` and quoted keys; a file twemproxy accepts is accepted here, except a
-//! unix socket permission that is not octal (`/tmp/s 999`, which twemproxy turns into 0).
+//! leading `---` and quoted keys. A file twemproxy accepts is accepted here, except for
+//! nonsense twemproxy lets through: a unix socket permission that is not octal
+//! (`/tmp/s 999`, which twemproxy turns into 0), numbers above 2147483647 (they overflow
+//! twemproxy's `int`), and hosts that are neither an IP address nor a host name.
 //!
 //! Warnings (the pool works, but probably not as meant): two named servers on one address
 //! (an error for `backend: shoal`, where two shards must be two servers), a
 //! `read_policy` other than `primary` or an explicit `failover: true` in a pool without
 //! replicas (reads/failover simply stay on the primaries), `redis_db` on a memcached pool,
-//! `failover_timeout` shorter than `health_interval`.
+//! an empty `redis_auth` (no password, as in twemproxy), `failover_timeout` shorter than
+//! `health_interval`.
 //!
 //! Mixing named and unnamed servers in one pool is allowed, as in twemproxy 0.5.0.
 

@@ -49,7 +49,10 @@ pub async fn resp_call(addr: &str, args: &[&[u8]], auth: Option<&str>) -> Option
             }
         }
     };
-    tokio::time::timeout(PROBE_TIMEOUT * 4, fut).await.ok().flatten()
+    tokio::time::timeout(PROBE_TIMEOUT * 4, fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn memcache_probe(addr: &str) -> bool {
@@ -148,7 +151,8 @@ pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: 
                 if Instant::now() < next_probe[pi] {
                     continue;
                 }
-                next_probe[pi] = Instant::now() + Duration::from_millis(pool.cfg.health_interval_ms.max(50));
+                next_probe[pi] =
+                    Instant::now() + Duration::from_millis(pool.cfg.health_interval_ms.max(50));
                 tracks[pi].resize(pool.servers.len(), Track::default());
                 check_pool(&shared, &stats, pi, pool, &mut tracks[pi]).await;
             }
@@ -160,7 +164,13 @@ fn modified(p: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, tracks: &mut [Track]) {
+async fn check_pool(
+    shared: &Shared,
+    stats: &Stats,
+    pi: usize,
+    pool: &PoolView,
+    tracks: &mut [Track],
+) {
     let mut servers = pool.servers.clone();
     let mut changed = false;
     // Probe all primaries concurrently.
@@ -177,7 +187,10 @@ async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, 
             h.failures.store(0, Ordering::Relaxed);
             t.down_since = None;
             if !servers[i].live && t.ejected_until.is_none_or(|u| Instant::now() >= u) {
-                info!("pool {}: server {} is back, reinstated", pool.cfg.name, servers[i].name);
+                info!(
+                    "pool {}: server {} is back, reinstated",
+                    pool.cfg.name, servers[i].name
+                );
                 servers[i].live = true;
                 t.ejected_until = None;
                 changed = true;
@@ -226,9 +239,15 @@ async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, 
             && servers[i].live
             && h.failures.load(Ordering::Relaxed) >= pool.cfg.server_failure_limit.max(1)
         {
-            warn!("pool {}: ejecting server {} ({} failures)", pool.cfg.name, servers[i].name, h.failures.load(Ordering::Relaxed));
+            warn!(
+                "pool {}: ejecting server {} ({} failures)",
+                pool.cfg.name,
+                servers[i].name,
+                h.failures.load(Ordering::Relaxed)
+            );
             servers[i].live = false;
-            t.ejected_until = Some(Instant::now() + Duration::from_millis(pool.cfg.server_retry_timeout_ms));
+            t.ejected_until =
+                Some(Instant::now() + Duration::from_millis(pool.cfg.server_retry_timeout_ms));
             Stats::add(&stats.ejections, 1);
             changed = true;
         }
@@ -249,7 +268,9 @@ async fn check_pool(shared: &Shared, stats: &Stats, pi: usize, pool: &PoolView, 
     }
 }
 
-async fn futures_join_all<F: std::future::Future<Output = bool>>(futs: impl Iterator<Item = F>) -> Vec<bool> {
+async fn futures_join_all<F: std::future::Future<Output = bool>>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<bool> {
     let handles: Vec<_> = futs.collect();
     let mut out = Vec::with_capacity(handles.len());
     // Small pools: run them concurrently with a JoinSet-free select over pinned futures.
@@ -309,7 +330,10 @@ async fn promote(pool: &PoolView, server: &crate::topology::ServerView) -> Optio
     match resp_call(&chosen, &[b"SHOAL.PROMOTE", e.as_bytes()], auth).await {
         Some(Value::Simple(_)) => {}
         other => {
-            warn!("pool {}: promoting {chosen} failed: {other:?}", pool.cfg.name);
+            warn!(
+                "pool {}: promoting {chosen} failed: {other:?}",
+                pool.cfg.name
+            );
             return None;
         }
     }
@@ -343,7 +367,8 @@ async fn sample_offsets(shared: &Shared, pool: &PoolView) {
         else {
             continue;
         };
-        let Some(off) = field(&info, "master_repl_offset").and_then(|v| v.parse::<u64>().ok()) else {
+        let Some(off) = field(&info, "master_repl_offset").and_then(|v| v.parse::<u64>().ok())
+        else {
             continue;
         };
         for line in info.lines().filter(|l| l.starts_with("slave")) {
@@ -354,7 +379,9 @@ async fn sample_offsets(shared: &Shared, pool: &PoolView) {
             let (Some(ip), Some(port), Some(acked)) = (kv("ip"), kv("port"), kv("offset")) else {
                 continue;
             };
-            let Ok(acked) = acked.parse::<u64>() else { continue };
+            let Ok(acked) = acked.parse::<u64>() else {
+                continue;
+            };
             for r in &s.replicas {
                 let (h, p) = split_addr(r);
                 if p == port && (h == ip || h == "localhost" && ip == "127.0.0.1") {
@@ -370,7 +397,10 @@ async fn sample_offsets(shared: &Shared, pool: &PoolView) {
 
 /// A replica of `server` that reports itself primary with a newer epoch than the proxy
 /// knows (promoted by another proxy or by an operator's `FAILOVER`).
-async fn promoted_elsewhere(pool: &PoolView, server: &crate::topology::ServerView) -> Option<(String, u64)> {
+async fn promoted_elsewhere(
+    pool: &PoolView,
+    server: &crate::topology::ServerView,
+) -> Option<(String, u64)> {
     let auth = pool.cfg.redis_auth.as_deref();
     let mut best: Option<(String, u64)> = None;
     for r in &server.replicas {
@@ -399,10 +429,16 @@ async fn repoint_if_needed(pool: &PoolView, replica: &str, primary: &str) {
     let (host, port) = split_addr(primary);
     let following = field(&info, "role") == Some("slave")
         && field(&info, "master_port") == Some(port)
-        && field(&info, "master_host").is_some_and(|h| h == host || (h == "127.0.0.1" && host == "localhost"));
+        && field(&info, "master_host")
+            .is_some_and(|h| h == host || (h == "127.0.0.1" && host == "localhost"));
     if !following {
         info!("pool {}: re-pointing {replica} at {primary}", pool.cfg.name);
-        let _ = resp_call(replica, &[b"REPLICAOF", host.as_bytes(), port.as_bytes()], auth).await;
+        let _ = resp_call(
+            replica,
+            &[b"REPLICAOF", host.as_bytes(), port.as_bytes()],
+            auth,
+        )
+        .await;
     }
 }
 
@@ -416,11 +452,9 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &PathBuf) {
     };
     let topo = shared.topology();
     if cfg.pools.len() != topo.pools.len()
-        || cfg
-            .pools
-            .iter()
-            .zip(&topo.pools)
-            .any(|(n, o)| n.name != o.cfg.name || n.listen != o.cfg.listen || n.redis != o.cfg.redis)
+        || cfg.pools.iter().zip(&topo.pools).any(|(n, o)| {
+            n.name != o.cfg.name || n.listen != o.cfg.listen || n.redis != o.cfg.redis
+        })
     {
         error!("config reload rejected: pools were added, removed, renamed or moved to another listen address or protocol; restart the proxy for that");
         return;

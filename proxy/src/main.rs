@@ -41,7 +41,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     for w in &cfg.warnings {
-        eprintln!("shoal-proxy: warning: {}:{}: {}", cli.config.display(), w.line, w.message);
+        eprintln!(
+            "shoal-proxy: warning: {}:{}: {}",
+            cli.config.display(),
+            w.line,
+            w.message
+        );
     }
     if cli.check_config {
         println!(
@@ -88,7 +93,8 @@ fn wait_for_signal() {
         return;
     };
     rt.block_on(async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         else {
             let _ = tokio::signal::ctrl_c().await;
             return;

@@ -39,9 +39,16 @@ enum Out {
     Local(std::ops::Range<usize>),
     Slot(u32, Hide),
     /// Multi-get: (slot per part), part of each key, the keys.
-    Get { parts: Vec<u32>, order: Vec<u16>, keys: Vec<Bytes> },
+    Get {
+        parts: Vec<u32>,
+        order: Vec<u16>,
+        keys: Vec<Bytes>,
+    },
     /// flush_all broadcast.
-    All { parts: Vec<u32>, hide: bool },
+    All {
+        parts: Vec<u32>,
+        hide: bool,
+    },
 }
 
 /// Serves one memcache client connection until it closes.
@@ -116,7 +123,16 @@ where
                         break;
                     }
                     ids.push((metrics::MC_BASE + req_id(&req), false));
-                    let out = route(&worker, &pool, pool_idx, &batch, req, raw, &mut local, &mut scratch);
+                    let out = route(
+                        &worker,
+                        &pool,
+                        pool_idx,
+                        &batch,
+                        req,
+                        raw,
+                        &mut local,
+                        &mut scratch,
+                    );
                     outs.push(out);
                 }
             }
@@ -195,11 +211,31 @@ fn route(
     match req {
         Request::Get { keys, cas } => {
             let verb: &[u8] = if cas { b"gets" } else { b"get" };
-            multi_get(worker, pool, pool_idx, batch, verb, None, keys.iter().collect(), raw, &send)
+            multi_get(
+                worker,
+                pool,
+                pool_idx,
+                batch,
+                verb,
+                None,
+                keys.iter().collect(),
+                raw,
+                &send,
+            )
         }
         Request::Gat { exptime, keys, cas } => {
             let verb: &[u8] = if cas { b"gats" } else { b"gat" };
-            multi_get(worker, pool, pool_idx, batch, verb, Some(exptime), keys.iter().collect(), raw, &send)
+            multi_get(
+                worker,
+                pool,
+                pool_idx,
+                batch,
+                verb,
+                Some(exptime),
+                keys.iter().collect(),
+                raw,
+                &send,
+            )
         }
         Request::Store { key, noreply, .. } => {
             if !noreply {
@@ -230,7 +266,12 @@ fn route(
                 if !s.live {
                     continue;
                 }
-                let conn = worker.conn(pool_idx, &pool.cfg, &pool.servers[i].primary, Wire::Memcache);
+                let conn = worker.conn(
+                    pool_idx,
+                    &pool.cfg,
+                    &pool.servers[i].primary,
+                    Wire::Memcache,
+                );
                 let slot = batch.slot();
                 conn.enqueue(&bytes, batch, slot);
                 parts.push(slot);
@@ -251,7 +292,10 @@ fn route(
                 ("uptime", st.started.elapsed().as_secs().to_string()),
                 ("version", env!("CARGO_PKG_VERSION").to_string()),
                 ("curr_connections", Stats::get(&st.clients).to_string()),
-                ("total_connections", Stats::get(&st.clients_total).to_string()),
+                (
+                    "total_connections",
+                    Stats::get(&st.clients_total).to_string(),
+                ),
                 ("cmd_total", Stats::get(&st.requests).to_string()),
                 ("backend_errors", Stats::get(&st.backend_errors).to_string()),
                 ("pool", pool.cfg.name.clone()),
@@ -299,7 +343,10 @@ fn strip_token(raw: &[u8], tok: &[u8], out: &mut BytesMut) {
     out.clear();
     let eol = memchr::memchr(b'\n', raw).map_or(raw.len(), |i| i + 1);
     let line = &raw[..eol];
-    let body = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
+    let body = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))
+        .unwrap_or(line);
     let mut first = true;
     for t in body.split(|&c| c == b' ').filter(|t| !t.is_empty()) {
         if t == tok {

@@ -74,8 +74,25 @@ pub const MC_BASE: u16 = 1000;
 
 /// Labels of memcache command ids (`MC_BASE + i`).
 pub const MC_NAMES: [&str; 19] = [
-    "get", "gets", "gat", "store", "incr", "decr", "delete", "touch", "flush_all", "stats",
-    "version", "verbosity", "quit", "mg", "ms", "md", "ma", "mn", "me",
+    "get",
+    "gets",
+    "gat",
+    "store",
+    "incr",
+    "decr",
+    "delete",
+    "touch",
+    "flush_all",
+    "stats",
+    "version",
+    "verbosity",
+    "quit",
+    "mg",
+    "ms",
+    "md",
+    "ma",
+    "mn",
+    "me",
 ];
 
 thread_local! {
@@ -112,7 +129,10 @@ pub fn record_batch(pool: usize, ids: &[(u16, bool)], started: Instant) {
 
 fn label(id: usize) -> &'static str {
     if id >= MC_BASE as usize {
-        MC_NAMES.get(id - MC_BASE as usize).copied().unwrap_or("other")
+        MC_NAMES
+            .get(id - MC_BASE as usize)
+            .copied()
+            .unwrap_or("other")
     } else {
         crate::commands::names().get(id).copied().unwrap_or("OTHER")
     }

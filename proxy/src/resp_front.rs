@@ -21,7 +21,7 @@ use shoal_client::resp::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::backend::{Batch, BackendConn, Failure, Reply, Wire};
+use crate::backend::{BackendConn, Batch, Failure, Reply, Wire};
 use crate::commands::{self, Keys, Merge, Route, Spec};
 use crate::config::ReadPolicy;
 use crate::metrics::{self, Stats};
@@ -116,7 +116,12 @@ where
     let mut ids: Vec<(u16, bool)> = Vec::new();
     'conn: loop {
         // Read until at least one complete request is buffered.
-        if rbuf.is_empty() || matches!(decode_request(&rbuf, &limits, &mut args), Ok(Decoded::Incomplete { .. })) {
+        if rbuf.is_empty()
+            || matches!(
+                decode_request(&rbuf, &limits, &mut args),
+                Ok(Decoded::Incomplete { .. })
+            )
+        {
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(READ_CHUNK);
             }
@@ -186,7 +191,14 @@ where
             if lane != sess.lane && n > 0 {
                 break;
             }
-            let out = route(&ctx, spec, &mut sess, &mut local, &mut scratch, &mut key_idx);
+            let out = route(
+                &ctx,
+                spec,
+                &mut sess,
+                &mut local,
+                &mut scratch,
+                &mut key_idx,
+            );
             sess.lane = lane_after(&sess, lane);
             let is_err_local = matches!(&out, Out::Local(r) if local.get(r.start) == Some(&b'-'));
             ids.push((spec.map_or(0, |s| s.id), is_err_local));
@@ -210,7 +222,15 @@ where
         for c in sess.held.drain(..) {
             worker.checkin(pool_idx, c, wire_of(sess.proto));
         }
-        assemble(&outs, &batch, &local, &pool, sess.proto, &mut wbuf, &worker.stats);
+        assemble(
+            &outs,
+            &batch,
+            &local,
+            &pool,
+            sess.proto,
+            &mut wbuf,
+            &worker.stats,
+        );
         if sess.subscribed {
             let frames = batch.pushed.borrow_mut().split();
             wbuf.extend_from_slice(&frames);
@@ -347,7 +367,9 @@ fn wrong_args(local: &mut BytesMut, name: &[u8]) -> Out {
 fn keys_server(ctx: &Ctx<'_>, spec: &Spec, key_idx: &mut Vec<usize>) -> Result<Option<usize>, ()> {
     let numkeys = match spec.keys {
         Keys::NumKeys { pos, .. } if pos > 0 && pos < ctx.argc() => {
-            std::str::from_utf8(ctx.arg(pos)).ok().and_then(|s| s.parse::<i64>().ok())
+            std::str::from_utf8(ctx.arg(pos))
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
         }
         _ => None,
     };
@@ -373,7 +395,13 @@ fn first_live(pool: &PoolView) -> usize {
 
 /// Sends `req` to server `idx` on the shared connection; returns its slot.
 fn send(ctx: &Ctx<'_>, sess: &mut Session, idx: usize, write: bool, req: &[u8]) -> u32 {
-    let addr = pick_addr(&ctx.worker.shared, ctx.pool, idx, write, sess.last_write_us[idx]);
+    let addr = pick_addr(
+        &ctx.worker.shared,
+        ctx.pool,
+        idx,
+        write,
+        sess.last_write_us[idx],
+    );
     let conn = ctx
         .worker
         .conn(ctx.pool_idx, &ctx.pool.cfg, addr, wire_of(sess.proto));
@@ -444,9 +472,9 @@ fn route(
             }
             if spec.blocking {
                 let addr = ctx.pool.servers[server].primary.clone();
-                let conn = ctx
-                    .worker
-                    .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+                let conn =
+                    ctx.worker
+                        .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
                 let slot = ctx.batch.slot();
                 conn.enqueue(ctx.request(scratch), ctx.batch, slot);
                 sess.written[server] = true;
@@ -542,7 +570,11 @@ fn split(
     if parts.len() == 1 && merge != Merge::Values {
         return Out::Slot(parts[0].0);
     }
-    Out::Gather(Box::new(Gather { merge, parts, order }))
+    Out::Gather(Box::new(Gather {
+        merge,
+        parts,
+        order,
+    }))
 }
 
 fn broadcast(
@@ -580,7 +612,10 @@ fn scan(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
     if ctx.argc() < 2 {
         return wrong_args(local, ctx.arg(0));
     }
-    let Some(cursor) = std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(cursor) = std::str::from_utf8(ctx.arg(1))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return local_error(local, "ERR invalid cursor");
     };
     let n = ctx.pool.servers.len();
@@ -717,7 +752,10 @@ fn session_command(
         if sess.pinned.is_none() {
             // Nothing was queued.
             return if exec && aborted {
-                local_error(local, "EXECABORT Transaction discarded because of previous errors.")
+                local_error(
+                    local,
+                    "EXECABORT Transaction discarded because of previous errors.",
+                )
             } else if exec {
                 local_reply(local, |w| w.array(0), sess.proto)
             } else {
@@ -731,7 +769,10 @@ fn session_command(
             let slot = ctx.batch.slot();
             conn.enqueue(&d, ctx.batch, slot);
             let _ = slot;
-            local_error(local, "EXECABORT Transaction discarded because of previous errors.")
+            local_error(
+                local,
+                "EXECABORT Transaction discarded because of previous errors.",
+            )
         } else {
             pinned_send(ctx, sess, scratch)
         };
@@ -778,7 +819,9 @@ fn session_command(
         return pinned_or_ok(ctx, sess, local, scratch);
     }
     let req = ctx.request(scratch).to_vec();
-    let mut targets: Vec<usize> = (0..sess.written.len()).filter(|&i| sess.written[i]).collect();
+    let mut targets: Vec<usize> = (0..sess.written.len())
+        .filter(|&i| sess.written[i])
+        .collect();
     if targets.is_empty() {
         targets = vec![first_live(ctx.pool)];
     }
@@ -794,7 +837,12 @@ fn session_command(
     }))
 }
 
-fn pinned_or_ok(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut BytesMut) -> Out {
+fn pinned_or_ok(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    local: &mut BytesMut,
+    scratch: &mut BytesMut,
+) -> Out {
     if sess.pinned.is_some() {
         pinned_send(ctx, sess, scratch)
     } else {
@@ -848,9 +896,9 @@ fn pubsub(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut
             Some(c) => c.clone(),
             None => {
                 let addr = ctx.pool.servers[i].primary.clone();
-                let c = ctx
-                    .worker
-                    .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+                let c =
+                    ctx.worker
+                        .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
                 *c.push_target.borrow_mut() = Some(ctx.batch.clone());
                 sess.subs[i] = Some(c.clone());
                 c
@@ -877,7 +925,11 @@ fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out
             return wrong_args(local, name);
         }
         if sess.subscribed && proto == Proto::Resp2 {
-            let msg = if argc == 2 { ctx.arg(1).to_vec() } else { Vec::new() };
+            let msg = if argc == 2 {
+                ctx.arg(1).to_vec()
+            } else {
+                Vec::new()
+            };
             return local_reply(
                 local,
                 |w| {
@@ -916,7 +968,10 @@ fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out
         if argc != 2 {
             return wrong_args(local, name);
         }
-        return match std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+        return match std::str::from_utf8(ctx.arg(1))
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             Some(0) => local_reply(local, |w| w.ok(), proto),
             Some(_) => local_error(local, "ERR DB index is out of range"),
             None => local_error(local, "ERR value is not an integer or out of range"),
@@ -973,7 +1028,10 @@ fn auth(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
         sess.authed = true;
         local_reply(local, |w| w.ok(), sess.proto)
     } else {
-        local_error(local, "WRONGPASS invalid username-password pair or user is disabled.")
+        local_error(
+            local,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        )
     }
 }
 
@@ -982,12 +1040,18 @@ fn hello(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
     let mut proto = sess.proto;
     let mut i = 1;
     if argc >= 2 {
-        match std::str::from_utf8(ctx.arg(1)).ok().and_then(|s| s.parse::<i64>().ok()) {
+        match std::str::from_utf8(ctx.arg(1))
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
             Some(2) => proto = Proto::Resp2,
             Some(3) => proto = Proto::Resp3,
             Some(_) => return local_error(local, "NOPROTO unsupported protocol version"),
             None => {
-                return local_error(local, "ERR Protocol version is not an integer or out of range")
+                return local_error(
+                    local,
+                    "ERR Protocol version is not an integer or out of range",
+                )
             }
         }
         i = 2;
@@ -1065,7 +1129,10 @@ fn client_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Ou
     if eq(sub, b"SETNAME") && argc == 3 {
         let n = ctx.arg(2);
         if n.iter().any(|&c| c <= b' ' || c > b'~') {
-            return local_error(local, "ERR Client names cannot contain spaces, newlines or special characters.");
+            return local_error(
+                local,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
         }
         sess.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
         return local_reply(local, |w| w.ok(), proto);
@@ -1092,7 +1159,12 @@ fn client_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Ou
             .as_ref()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
-        let line = format!("id={} name={} db=0 resp={}\n", sess.id, name, if proto == Proto::Resp3 { 3 } else { 2 });
+        let line = format!(
+            "id={} name={} db=0 resp={}\n",
+            sess.id,
+            name,
+            if proto == Proto::Resp3 { 3 } else { 2 }
+        );
         return local_reply(local, |w| w.verbatim(b"txt", line.as_bytes()), proto);
     }
     let msg = format!(
@@ -1136,7 +1208,14 @@ fn put_reply(wbuf: &mut BytesMut, r: Reply, stats: &Stats) {
     }
 }
 
-fn merge(g: &Gather, batch: &Batch, pool: &PoolView, proto: Proto, wbuf: &mut BytesMut, stats: &Stats) {
+fn merge(
+    g: &Gather,
+    batch: &Batch,
+    pool: &PoolView,
+    proto: Proto,
+    wbuf: &mut BytesMut,
+    stats: &Stats,
+) {
     let replies: Vec<Reply> = g.parts.iter().map(|(s, _)| batch.take(*s)).collect();
     // Any failure or error reply wins (the first one).
     for r in &replies {

@@ -36,7 +36,11 @@ pub struct ServerHealth {
 /// Microseconds since the proxy started (a monotonic clock shared by all threads).
 pub fn now_us() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64 + 1
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+        + 1
 }
 
 impl ServerHealth {
@@ -90,11 +94,7 @@ impl PoolView {
                     .clone()
                     .unwrap_or_else(|| format!("{}:{}", s.host, s.port)),
                 primary: format!("{}:{}", s.host, s.port),
-                replicas: s
-                    .replicas
-                    .iter()
-                    .map(|(h, p)| format!("{h}:{p}"))
-                    .collect(),
+                replicas: s.replicas.iter().map(|(h, p)| format!("{h}:{p}")).collect(),
                 live: true,
                 epoch: 0,
             })

@@ -124,16 +124,20 @@ impl Worker {
 
     /// The shared pipelined connection to `addr` of pool `pool` (one of
     /// `server_connections`, round robin).
-    pub fn conn(&self, pool_idx: usize, pool: &PoolConfig, addr: &str, wire: Wire) -> Rc<BackendConn> {
+    pub fn conn(
+        &self,
+        pool_idx: usize,
+        pool: &PoolConfig,
+        addr: &str,
+        wire: Wire,
+    ) -> Rc<BackendConn> {
         let mut map = self.shared_conns.borrow_mut();
         let key = (pool_idx, addr.to_string(), wire);
         let conns = map.entry(key).or_default();
         let want = pool.server_connections.max(1) as usize;
         if conns.len() < want {
-            let c = BackendConn::spawn(
-                self.opts(pool, addr, wire, false),
-                self.shared.health(addr),
-            );
+            let c =
+                BackendConn::spawn(self.opts(pool, addr, wire, false), self.shared.health(addr));
             conns.push(c.clone());
             return c;
         }
@@ -147,7 +151,13 @@ impl Worker {
 
     /// A dedicated connection (MULTI/EXEC, WATCH, blocking commands, pub/sub), from the
     /// idle pool when one is there: never a new TCP connection per transaction.
-    pub fn checkout(&self, pool_idx: usize, pool: &PoolConfig, addr: &str, wire: Wire) -> Rc<BackendConn> {
+    pub fn checkout(
+        &self,
+        pool_idx: usize,
+        pool: &PoolConfig,
+        addr: &str,
+        wire: Wire,
+    ) -> Rc<BackendConn> {
         let key = (pool_idx, addr.to_string(), wire);
         if let Some(list) = self.idle.borrow_mut().get_mut(&key) {
             while let Some(c) = list.pop() {

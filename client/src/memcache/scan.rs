@@ -104,7 +104,12 @@ mod tests {
     use super::*;
 
     fn whole(b: &[u8]) {
-        assert_eq!(response_len(b), Some(b.len()), "{:?}", String::from_utf8_lossy(b));
+        assert_eq!(
+            response_len(b),
+            Some(b.len()),
+            "{:?}",
+            String::from_utf8_lossy(b)
+        );
         for cut in 0..b.len() {
             assert_eq!(response_len(&b[..cut]), None, "cut at {cut}");
         }

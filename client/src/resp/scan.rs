@@ -139,7 +139,12 @@ mod tests {
     use super::*;
 
     fn whole(b: &[u8]) {
-        assert_eq!(reply_len(b), Ok(Some(b.len())), "{:?}", String::from_utf8_lossy(b));
+        assert_eq!(
+            reply_len(b),
+            Ok(Some(b.len())),
+            "{:?}",
+            String::from_utf8_lossy(b)
+        );
         for cut in 0..b.len() {
             assert_eq!(reply_len(&b[..cut]), Ok(None), "cut at {cut}");
         }

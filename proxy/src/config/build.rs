@@ -565,10 +565,8 @@ impl PoolBuilder<'_> {
         let redis_auth = raw.get("redis_auth").and_then(|(k, v)| {
             let text = self.scalar("redis_auth", v, "a password")?;
             if text.is_empty() {
-                self.err(
-                    v.line,
-                    "`redis_auth` is empty; remove the key for no password",
-                );
+                // twemproxy treats an empty password as none.
+                self.warn(v.line, "`redis_auth` is empty: no password is sent");
                 return None;
             }
             if !redis {
