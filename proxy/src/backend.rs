@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::topology::ServerHealth;
 
@@ -200,7 +199,8 @@ pub struct BackendConn {
     opts: BackendOpts,
     health: Arc<ServerHealth>,
     q: RefCell<Queue>,
-    notify: Notify,
+    /// The connection task, parked until there is something to write.
+    writer: RefCell<Option<Waker>>,
     state: Cell<State>,
     closed: Cell<bool>,
     /// Requests sent / replies received (for INFO).
@@ -216,7 +216,7 @@ impl BackendConn {
             opts,
             health,
             q: RefCell::new(Queue::default()),
-            notify: Notify::new(),
+            writer: RefCell::new(None),
             state: Cell::new(State::Idle),
             closed: Cell::new(false),
             sent: Cell::new(0),
@@ -224,6 +224,27 @@ impl BackendConn {
         });
         tokio::task::spawn_local(conn.clone().run());
         conn
+    }
+
+    /// Wakes the connection task (single-threaded: a plain waker, no atomics).
+    #[inline]
+    fn kick(&self) {
+        if let Some(w) = self.writer.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once there are bytes to write or the connection was closed.
+    async fn work(&self) {
+        std::future::poll_fn(|cx| {
+            if self.closed.get() || !self.q.borrow().out.is_empty() {
+                Poll::Ready(())
+            } else {
+                *self.writer.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// The backend's address.
@@ -258,20 +279,20 @@ impl BackendConn {
         });
         drop(q);
         self.sent.set(self.sent.get() + 1);
-        self.notify.notify_one();
+        self.kick();
     }
 
     /// Sends `req` with no reply expected in order (a subscribed connection's commands:
     /// their confirmations arrive as pushed frames).
     pub fn send_raw(&self, req: &[u8]) {
         self.q.borrow_mut().out.extend_from_slice(req);
-        self.notify.notify_one();
+        self.kick();
     }
 
     /// Closes the connection: in-flight requests fail, the task ends.
     pub fn close(&self) {
         self.closed.set(true);
-        self.notify.notify_one();
+        self.kick();
     }
 
     fn fail_all(&self, why: Failure) {
@@ -299,9 +320,7 @@ impl BackendConn {
                 return;
             }
             // Connect lazily: only once there is something to send.
-            while self.q.borrow().out.is_empty() && !self.closed.get() {
-                self.notify.notified().await;
-            }
+            self.work().await;
             if self.closed.get() {
                 continue;
             }
@@ -371,7 +390,7 @@ impl BackendConn {
                     }
                 }
                 if buf.is_empty() {
-                    self.notify.notified().await;
+                    self.work().await;
                     continue;
                 }
                 if wr.write_all(&buf).await.is_err() {

@@ -66,25 +66,33 @@ where
     // Bytes still to discard (memcached swallowing a too-large value).
     let mut swallow = 0usize;
     let mut ids: Vec<(u16, bool)> = Vec::new();
+    let mut need_read = true;
+    let mut pool = worker.topology().pools[pool_idx].clone();
+    let mut pool_version = worker.shared.version();
     'conn: loop {
         if swallow > 0 && !rbuf.is_empty() {
             let n = swallow.min(rbuf.len());
             let _ = rbuf.split_to(n);
             swallow -= n;
         }
-        let need_read = rbuf.is_empty() || matches!(decode(&rbuf, &limits), McDecoded::Incomplete);
-        if need_read {
+        if need_read || rbuf.is_empty() {
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(64 * 1024);
             }
             match stream.read_buf(&mut rbuf).await {
                 Ok(0) | Err(_) => break 'conn,
-                Ok(_) => continue,
+                Ok(_) => {
+                    need_read = false;
+                    continue;
+                }
             }
         }
         let started = Instant::now();
-        let topo = worker.topology();
-        let pool = topo.pools[pool_idx].clone();
+        if worker.shared.version() != pool_version {
+            let topo = worker.topology();
+            pool = topo.pools[pool_idx].clone();
+            pool_version = topo.version;
+        }
         batch.reset();
         outs.clear();
         local.clear();
@@ -94,7 +102,10 @@ where
         while n < MAX_BATCH && pos < rbuf.len() {
             let buf = &rbuf[pos..];
             match decode(buf, &limits) {
-                McDecoded::Incomplete => break,
+                McDecoded::Incomplete => {
+                    need_read = true;
+                    break;
+                }
                 McDecoded::Error {
                     reply,
                     consume,
@@ -138,6 +149,10 @@ where
             }
         }
         let _ = rbuf.split_to(pos);
+        if outs.is_empty() && !close {
+            need_read = true;
+            continue;
+        }
         Stats::add(&worker.stats.requests, n as u64);
         batch.wait().await;
         metrics::record_batch(pool_idx, &ids, started);

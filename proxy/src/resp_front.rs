@@ -114,14 +114,11 @@ where
     let mut scratch = BytesMut::new();
     let mut key_idx = Vec::new();
     let mut ids: Vec<(u16, bool)> = Vec::new();
+    let mut need_read = true;
+    let mut pool = worker.topology().pools[pool_idx].clone();
+    let mut pool_version = worker.shared.version();
     'conn: loop {
-        // Read until at least one complete request is buffered.
-        if rbuf.is_empty()
-            || matches!(
-                decode_request(&rbuf, &limits, &mut args),
-                Ok(Decoded::Incomplete { .. })
-            )
-        {
+        if need_read {
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(READ_CHUNK);
             }
@@ -141,13 +138,15 @@ where
             };
             match n {
                 Ok(0) | Err(_) => break 'conn,
-                Ok(_) => {}
+                Ok(_) => need_read = false,
             }
-            continue;
         }
         let started = Instant::now();
-        let topo = worker.topology();
-        let pool = topo.pools[pool_idx].clone();
+        if worker.shared.version() != pool_version {
+            let topo = worker.topology();
+            pool = topo.pools[pool_idx].clone();
+            pool_version = topo.version;
+        }
         if sess.written.len() != pool.servers.len() {
             // A reload changed the pool's servers.
             sess.written.resize(pool.servers.len(), false);
@@ -164,7 +163,10 @@ where
             let buf = &rbuf[consumed_total..];
             let consumed = match decode_request(buf, &limits, &mut args) {
                 Ok(Decoded::Frame { consumed }) => consumed,
-                Ok(Decoded::Incomplete { .. }) => break,
+                Ok(Decoded::Incomplete { .. }) => {
+                    need_read = true;
+                    break;
+                }
                 Err(e) => {
                     fatal = Some(e.reply());
                     break;
@@ -207,6 +209,9 @@ where
             n += 1;
         }
         let _ = rbuf.split_to(consumed_total);
+        if n == 0 && fatal.is_none() && !sess.closing {
+            continue;
+        }
         Stats::add(&worker.stats.requests, n as u64);
         batch.wait().await;
         metrics::record_batch(pool_idx, &ids, started);

@@ -19,6 +19,17 @@ use crate::topology::{PoolView, Shared, Topology};
 
 type ConnKey = (usize, String, Wire);
 
+fn wire_idx(w: Wire) -> usize {
+    match w {
+        Wire::Resp2 => 0,
+        Wire::Resp3 => 1,
+        Wire::Memcache => 2,
+    }
+}
+
+/// Per pool: address → shared connections per wire.
+type PoolConns = foldhash::HashMap<String, [Vec<Rc<BackendConn>>; 3]>;
+
 /// Per-thread routing state.
 pub struct Worker {
     /// Process-wide state.
@@ -26,7 +37,7 @@ pub struct Worker {
     /// Process-wide counters.
     pub stats: Arc<Stats>,
     topo: RefCell<Arc<Topology>>,
-    shared_conns: RefCell<HashMap<ConnKey, Vec<Rc<BackendConn>>>>,
+    shared_conns: RefCell<Vec<PoolConns>>,
     idle: RefCell<HashMap<ConnKey, Vec<Rc<BackendConn>>>>,
     rr: Cell<usize>,
     next_client_id: &'static AtomicU64,
@@ -42,7 +53,7 @@ impl Worker {
             shared,
             stats,
             topo: RefCell::new(topo),
-            shared_conns: RefCell::new(HashMap::new()),
+            shared_conns: RefCell::new(Vec::new()),
             idle: RefCell::new(HashMap::new()),
             rr: Cell::new(0),
             next_client_id: &CLIENT_IDS,
@@ -72,13 +83,15 @@ impl Worker {
                 }
             }
         }
-        self.shared_conns.borrow_mut().retain(|k, conns| {
-            let ok = keep.contains(&(k.0, k.1.clone()));
-            if !ok {
-                conns.iter().for_each(|c| c.close());
-            }
-            ok
-        });
+        for (pi, pool) in self.shared_conns.borrow_mut().iter_mut().enumerate() {
+            pool.retain(|addr, conns| {
+                let ok = keep.contains(&(pi, addr.clone()));
+                if !ok {
+                    conns.iter().flatten().for_each(|c| c.close());
+                }
+                ok
+            });
+        }
         self.idle.borrow_mut().retain(|k, conns| {
             let ok = keep.contains(&(k.0, k.1.clone()));
             if !ok {
@@ -131,22 +144,26 @@ impl Worker {
         addr: &str,
         wire: Wire,
     ) -> Rc<BackendConn> {
-        let mut map = self.shared_conns.borrow_mut();
-        let key = (pool_idx, addr.to_string(), wire);
-        let conns = map.entry(key).or_default();
+        let mut all = self.shared_conns.borrow_mut();
+        if all.len() <= pool_idx {
+            all.resize_with(pool_idx + 1, PoolConns::default);
+        }
+        let per_addr = &mut all[pool_idx];
         let want = pool.server_connections.max(1) as usize;
-        if conns.len() < want {
-            let c =
-                BackendConn::spawn(self.opts(pool, addr, wire, false), self.shared.health(addr));
-            conns.push(c.clone());
-            return c;
+        if let Some(slots) = per_addr.get(addr) {
+            let conns = &slots[wire_idx(wire)];
+            if conns.len() >= want {
+                if want == 1 {
+                    return conns[0].clone();
+                }
+                let i = self.rr.get().wrapping_add(1);
+                self.rr.set(i);
+                return conns[i % want].clone();
+            }
         }
-        if want == 1 {
-            return conns[0].clone();
-        }
-        let i = self.rr.get().wrapping_add(1);
-        self.rr.set(i);
-        conns[i % want].clone()
+        let c = BackendConn::spawn(self.opts(pool, addr, wire, false), self.shared.health(addr));
+        per_addr.entry(addr.to_string()).or_default()[wire_idx(wire)].push(c.clone());
+        c
     }
 
     /// A dedicated connection (MULTI/EXEC, WATCH, blocking commands, pub/sub), from the
