@@ -75,21 +75,23 @@
 //! replica address that is also a server or another replica of the pool, replicas,
 //! `failover: true` or a `read_policy` other than `primary` on a memcached backend
 //! (memcached has no replication), `read-your-writes` on anything but `backend: shoal`,
-//! `health_interval: 0`, more than one YAML document, YAML aliases, nesting deeper than 16
-//! levels. A YAML syntax error is reported alone (the parser cannot go on after it).
+//! `health_interval: 0`, an empty `redis_auth` (twemproxy refuses it too), more than one
+//! YAML document, YAML aliases, nesting deeper than 16 levels. A YAML syntax error is
+//! reported alone (the parser cannot go on after it).
 //!
 //! Beyond twemproxy's YAML subset we also accept flow style (`[a, b]`, `{k: v}`), a
 //! leading `---` and quoted keys. A file twemproxy accepts is accepted here, except for
 //! nonsense twemproxy lets through: a unix socket permission that is not octal
-//! (`/tmp/s 999`, which twemproxy turns into 0), numbers above 2147483647 (they overflow
-//! twemproxy's `int`), and hosts that are neither an IP address nor a host name.
+//! (`/tmp/s 999`, which twemproxy turns into 0), numbers above 2147483647 (twemproxy's
+//! `int`: it rejects most of them but lets some wrap around), and hosts that are neither an
+//! IP address nor a host name. Values are text as in twemproxy: `~` and `null` are not
+//! YAML nulls (`redis_auth: null` is the password "null"); only an empty value is.
 //!
 //! Warnings (the pool works, but probably not as meant): two named servers on one address
 //! (an error for `backend: shoal`, where two shards must be two servers), a
 //! `read_policy` other than `primary` or an explicit `failover: true` in a pool without
 //! replicas (reads/failover simply stay on the primaries), `redis_db` on a memcached pool,
-//! an empty `redis_auth` (no password, as in twemproxy), `failover_timeout` shorter than
-//! `health_interval`.
+//! `failover_timeout` shorter than `health_interval`.
 //!
 //! Mixing named and unnamed servers in one pool is allowed, as in twemproxy 0.5.0.
 

@@ -7,7 +7,7 @@
 //! others with `failover: false` (they follow the new primary through their probes of
 //! `ROLE`), until an external coordinator (etcd lease) is wired in — see docs/proxy.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -117,7 +117,7 @@ pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: 
     };
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut mtime = path.as_ref().and_then(|p| modified(p));
+        let mut mtime = path.as_deref().and_then(modified);
         let mut tracks: Vec<Vec<Track>> = Vec::new();
         let mut next_probe: Vec<Instant> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -160,7 +160,7 @@ pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: 
     });
 }
 
-fn modified(p: &PathBuf) -> Option<SystemTime> {
+fn modified(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
@@ -442,7 +442,7 @@ async fn repoint_if_needed(pool: &PoolView, replica: &str, primary: &str) {
     }
 }
 
-fn reload_config(shared: &Shared, stats: &Stats, path: &PathBuf) {
+fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
     let cfg = match ProxyConfig::load(path) {
         Ok(c) => c,
         Err(e) => {

@@ -23,6 +23,9 @@ use crate::worker::{pick_addr, Worker};
 
 const MAX_BATCH: usize = 1024;
 
+/// Sends (key, is_write, request bytes) to the key's server; returns the reply slot.
+type SendFn<'a> = dyn Fn(&[u8], bool, &[u8]) -> u32 + 'a;
+
 /// Which success replies the proxy hides (the client asked for quiet/noreply).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Hide {
@@ -387,7 +390,7 @@ fn multi_get(
     exptime: Option<i64>,
     keys: Vec<&[u8]>,
     raw: &[u8],
-    send: &dyn Fn(&[u8], bool, &[u8]) -> u32,
+    send: &SendFn<'_>,
 ) -> Out {
     let write = exptime.is_some();
     if keys.len() == 1 {

@@ -448,7 +448,7 @@ fn route(
         );
         return local_error(local, &msg);
     };
-    if !sess.authed && !(eq(name, b"AUTH") || eq(name, b"HELLO") || eq(name, b"QUIT")) {
+    if !(sess.authed || eq(name, b"AUTH") || eq(name, b"HELLO") || eq(name, b"QUIT")) {
         return local_error(local, "NOAUTH Authentication required.");
     }
     if sess.subscribed && !is_subscribe_ok(name) {

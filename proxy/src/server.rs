@@ -160,13 +160,7 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
             }
         }
     }
-    let mut per_thread: Vec<
-        Vec<(
-            usize,
-            Option<std::net::TcpListener>,
-            Option<std::os::unix::net::UnixListener>,
-        )>,
-    > = (0..nthreads).map(|_| Vec::new()).collect();
+    let mut per_thread: Vec<ThreadListeners> = (0..nthreads).map(|_| Vec::new()).collect();
     for (pi, b) in bound.into_iter().enumerate() {
         match b {
             Bound::Tcp(ls) => {

@@ -565,8 +565,10 @@ impl PoolBuilder<'_> {
         let redis_auth = raw.get("redis_auth").and_then(|(k, v)| {
             let text = self.scalar("redis_auth", v, "a password")?;
             if text.is_empty() {
-                // twemproxy treats an empty password as none.
-                self.warn(v.line, "`redis_auth` is empty: no password is sent");
+                self.err(
+                    v.line,
+                    "`redis_auth` is empty (twemproxy refuses it too); remove the key for no password",
+                );
                 return None;
             }
             if !redis {

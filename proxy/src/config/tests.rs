@@ -1225,6 +1225,7 @@ fn agrees_with_nutcracker_when_installed() {
         pool("  reuseport: true\n"),
         pool("  redis_auth: pw\n"),
         pool("  redis: true\n  redis_auth: pw\n"),
+        pool("  redis: true\n  redis_auth: ''\n"),
         pool("  hash_tag: abc\n"),
         pool("  hash: fnv1a64\n"),
         pool("  distribution: ketama2\n"),
@@ -1255,6 +1256,22 @@ fn agrees_with_nutcracker_when_installed() {
             pool("").replace("p:", "q:").replace("22121", "22122")
         ),
         "".to_string(),
+        "- a\n- b\n".to_string(),
+        "p: {}\n".to_string(),
+        "p:\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:6379:1\n  servers:\n   - 127.0.0.1:6380:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  hash_tag: \"é\"\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:11211:1\n   - 10.0.0.1:11211:1 127.0.0.1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  timeout:\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  backlog: 2147483648\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:6379:2147483648\n".to_string(),
+        "p:\n  \"listen\": 127.0.0.1:1\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n   - \"127.0.0.1:6379:1 \"\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  servers:\n   - my_host:6379:1\n".to_string(),
+        "p:\n  listen: /tmp/shoal-nc-test.sock 0644\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p: # c\n  listen: 127.0.0.1:1 # c\n  servers: # c\n   - 127.0.0.1:6379:1 # c\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  redis: true\n  redis_auth: null\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
+        "p:\n  listen: 127.0.0.1:1\n  hash_tag: \"~~\"\n  servers:\n   - 127.0.0.1:6379:1\n".to_string(),
     ];
     let dir = std::env::temp_dir().join(format!("shoal-config-nc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

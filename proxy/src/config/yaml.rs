@@ -38,10 +38,11 @@ pub(super) enum Kind {
 }
 
 impl Node {
-    /// `key:` with nothing after it, `~` or `null` (unquoted).
+    /// `key:` with nothing after it. Unlike YAML's core schema, `~` and `null` are not
+    /// null here: twemproxy reads every value as text (`redis_auth: null` is the password
+    /// "null" there), and so do we.
     pub fn is_null(&self) -> bool {
-        matches!(&self.kind, Kind::Scalar { text, plain: true }
-            if text.is_empty() || text == "~" || text == "null" || text == "Null" || text == "NULL")
+        matches!(&self.kind, Kind::Scalar { text, plain: true } if text.is_empty())
     }
 
     /// The scalar's text, when this is a non-null scalar.
