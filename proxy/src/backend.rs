@@ -192,6 +192,8 @@ pub struct BackendOpts {
     pub retry: Duration,
     /// Dedicated (checked out by one client) rather than shared.
     pub exclusive: bool,
+    /// TCP keepalive on the socket (`tcpkeepalive`).
+    pub keepalive: bool,
 }
 
 /// One pipelined connection to one backend.
@@ -203,6 +205,8 @@ pub struct BackendConn {
     writer: RefCell<Option<Waker>>,
     state: Cell<State>,
     closed: Cell<bool>,
+    /// Connect before the first request (`preconnect`).
+    eager: Cell<bool>,
     /// Requests sent / replies received (for INFO).
     pub sent: Cell<u64>,
     /// Raw pushes (pub/sub) are forwarded here instead of to waiters.
@@ -219,6 +223,7 @@ impl BackendConn {
             writer: RefCell::new(None),
             state: Cell::new(State::Idle),
             closed: Cell::new(false),
+            eager: Cell::new(false),
             sent: Cell::new(0),
             push_target: RefCell::new(None),
         });
@@ -237,7 +242,7 @@ impl BackendConn {
     /// Resolves once there are bytes to write or the connection was closed.
     async fn work(&self) {
         std::future::poll_fn(|cx| {
-            if self.closed.get() || !self.q.borrow().out.is_empty() {
+            if self.closed.get() || !self.q.borrow().out.is_empty() || self.eager.take() {
                 Poll::Ready(())
             } else {
                 *self.writer.borrow_mut() = Some(cx.waker().clone());
@@ -245,6 +250,12 @@ impl BackendConn {
             }
         })
         .await;
+    }
+
+    /// Connects now rather than at the first request (`preconnect`).
+    pub fn preconnect(&self) {
+        self.eager.set(true);
+        self.kick();
     }
 
     /// The backend's address.
@@ -336,6 +347,9 @@ impl BackendConn {
                 Ok(stream) => {
                     backoff = Duration::from_millis(50);
                     let _ = stream.set_nodelay(true);
+                    if self.opts.keepalive {
+                        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+                    }
                     self.state.set(State::Up);
                     self.health.connected();
                     {

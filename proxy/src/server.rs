@@ -22,6 +22,7 @@ use anyhow::Context;
 use tokio::net::{TcpListener, UnixListener};
 use tracing::{info, warn};
 
+use crate::backend::Wire;
 use crate::config::{Listen, ProxyConfig};
 use crate::metrics::Stats;
 use crate::topology::Shared;
@@ -273,6 +274,21 @@ fn worker_main(
                         spawn_client(&worker, s, pi, redis, limit);
                     }
                 });
+            }
+        }
+        // `preconnect`: open this thread's server connections now.
+        let topo = worker.topology();
+        for (pi, p) in topo.pools.iter().enumerate() {
+            if !p.cfg.preconnect {
+                continue;
+            }
+            let wire = if p.cfg.redis {
+                Wire::Resp2
+            } else {
+                Wire::Memcache
+            };
+            for s in &p.servers {
+                worker.conn(pi, &p.cfg, &s.primary, wire).preconnect();
             }
         }
         let names: Vec<String> = worker

@@ -132,6 +132,7 @@ impl Worker {
             handshake,
             retry: Duration::from_millis(pool.server_retry_timeout_ms.clamp(50, 1000)),
             exclusive,
+            keepalive: pool.tcpkeepalive,
         }
     }
 
