@@ -321,8 +321,16 @@ fn rename_impl(ctx: &mut Ctx<'_>, req: &Req<'_>, nx: bool) {
     let Some(e) = g.shard(src).remove(src, now) else {
         return;
     };
-    let (v, exp, flags) = (e.value(), e.expire_at(), e.flags());
-    g.shard(dst).insert(dst, &[v], exp, flags, now);
+    let exp = e.expire_at();
+    // Collections move as objects; strings keep their bytes and memcache flags.
+    match e.object() {
+        Some(o) => {
+            g.shard(dst).insert_object(dst, o.clone(), exp, now);
+        }
+        None => {
+            g.shard(dst).insert(dst, &[e.value()], exp, e.flags(), now);
+        }
+    }
     if nx {
         ctx.w().int(1);
     } else {
