@@ -293,6 +293,29 @@ impl BackendConn {
         self.kick();
     }
 
+    /// Queues `req`, which the server answers with `n` frames (a SUBSCRIBE of `n`
+    /// channels), each filling a fresh slot of `batch`.
+    pub fn enqueue_n(&self, req: &[u8], batch: &Rc<Batch>, n: usize) {
+        if self.is_down() {
+            for _ in 0..n {
+                let slot = batch.slot();
+                batch.fill(slot, Reply::Failed(Failure::Refused));
+            }
+            return;
+        }
+        let mut q = self.q.borrow_mut();
+        q.out.extend_from_slice(req);
+        for _ in 0..n {
+            let slot = batch.slot();
+            q.waiters.push_back(Waiter::Client {
+                batch: batch.clone(),
+                slot,
+            });
+        }
+        drop(q);
+        self.kick();
+    }
+
     /// Sends `req` with no reply expected in order (a subscribed connection's commands:
     /// their confirmations arrive as pushed frames).
     pub fn send_raw(&self, req: &[u8]) {
@@ -470,7 +493,23 @@ impl BackendConn {
             };
             let frame = rbuf.split_to(len).freeze();
             if let Some(batch) = self.push_target.borrow().as_ref() {
-                // Subscribed connection: every frame goes to the client as it arrives.
+                // The replies to the connect handshake (HELLO 3, AUTH, SELECT) come first
+                // and are nobody's: they must not reach a subscribed client.
+                {
+                    let mut q = self.q.borrow_mut();
+                    if matches!(q.waiters.front(), Some(Waiter::Discard)) {
+                        q.waiters.pop_front();
+                        continue;
+                    }
+                }
+                // A confirmation answers the (un)subscribe request at the head of the queue.
+                if is_confirmation(&frame) {
+                    let w = self.q.borrow_mut().waiters.pop_front();
+                    if let Some(Waiter::Client { batch, slot }) = w {
+                        batch.fill(slot, Reply::Data(frame.clone()));
+                    }
+                }
+                // Subscribed connection: every other frame goes to the client as it arrives.
                 batch.pushed.borrow_mut().extend_from_slice(&frame);
                 batch.wake();
                 continue;
@@ -486,4 +525,29 @@ impl BackendConn {
             }
         }
     }
+}
+
+/// Whether a frame from a subscribed server connection is a (un)subscribe confirmation
+/// (the proxy sends its own).
+pub fn is_confirmation(frame: &[u8]) -> bool {
+    let Some((n, h)) = shoal_client::resp::scan::array_header(frame) else {
+        return false;
+    };
+    if n != 3 {
+        return false;
+    }
+    let rest = &frame[h..];
+    let Ok(Some(len)) = shoal_client::resp::scan::reply_len(rest) else {
+        return false;
+    };
+    let first = &rest[..len];
+    [
+        &b"$9\r\nsubscribe\r\n"[..],
+        b"$11\r\nunsubscribe\r\n",
+        b"$10\r\npsubscribe\r\n",
+        b"$12\r\npunsubscribe\r\n",
+        b"$10\r\nssubscribe\r\n",
+        b"$12\r\nsunsubscribe\r\n",
+    ]
+    .contains(&first)
 }

@@ -408,7 +408,6 @@ fn table() -> HashMap<&'static [u8], Spec> {
         "LOLWUT",
         "RANDOMKEY",
         "CONFIG",
-        "MEMORY",
     ] {
         m.insert(name.as_bytes(), spec(Route::Any, Keys::None, false));
     }
@@ -440,6 +439,8 @@ fn table() -> HashMap<&'static [u8], Spec> {
     }
     // OBJECT <sub> <key>: routed by its key.
     m.insert(b"OBJECT", spec(Route::Keyed, Keys::At(2), false));
+    // MEMORY USAGE <key>: routed by its key too (MEMORY STATS & co. have none: any server).
+    m.insert(b"MEMORY", spec(Route::Keyed, Keys::At(2), false));
     let mut keys: Vec<&'static [u8]> = m.keys().copied().collect();
     keys.sort_unstable();
     for (i, k) in keys.iter().enumerate() {

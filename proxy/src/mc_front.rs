@@ -259,7 +259,7 @@ fn route(
             if !noreply {
                 return Out::Slot(send(key, true, raw), Hide::Nothing);
             }
-            strip_token(raw, b"noreply", scratch);
+            strip_token(raw, b"noreply", 2, scratch);
             Out::Slot(send(key, true, scratch), Hide::All)
         }
         Request::Incr { key, noreply, .. }
@@ -269,12 +269,12 @@ fn route(
             if !noreply {
                 return Out::Slot(send(key, true, raw), Hide::Nothing);
             }
-            strip_token(raw, b"noreply", scratch);
+            strip_token(raw, b"noreply", 2, scratch);
             Out::Slot(send(key, true, scratch), Hide::All)
         }
         Request::FlushAll { noreply, .. } => {
             let bytes: Vec<u8> = if noreply {
-                strip_token(raw, b"noreply", scratch);
+                strip_token(raw, b"noreply", 1, scratch);
                 scratch.to_vec()
             } else {
                 raw.to_vec()
@@ -345,7 +345,7 @@ fn route(
             if !m.flags.has(b'q') {
                 return Out::Slot(send(&m.key, write, raw), Hide::Nothing);
             }
-            strip_token(raw, b"q", scratch);
+            strip_token(raw, b"q", 2, scratch);
             let hide = if m.cmd == MetaCmd::Get {
                 Hide::Miss
             } else {
@@ -356,8 +356,9 @@ fn route(
     }
 }
 
-/// Copies `raw` into `out` without the first-line token `tok`.
-fn strip_token(raw: &[u8], tok: &[u8], out: &mut BytesMut) {
+/// Copies `raw` into `out` without the first-line token `tok`, leaving the first `keep`
+/// tokens (the command and its key: `set noreply 0 0 1 noreply`, `mg q v q`) alone.
+fn strip_token(raw: &[u8], tok: &[u8], keep: usize, out: &mut BytesMut) {
     out.clear();
     let eol = memchr::memchr(b'\n', raw).map_or(raw.len(), |i| i + 1);
     let line = &raw[..eol];
@@ -366,8 +367,12 @@ fn strip_token(raw: &[u8], tok: &[u8], out: &mut BytesMut) {
         .or_else(|| line.strip_suffix(b"\n"))
         .unwrap_or(line);
     let mut first = true;
-    for t in body.split(|&c| c == b' ').filter(|t| !t.is_empty()) {
-        if t == tok {
+    for (i, t) in body
+        .split(|&c| c == b' ')
+        .filter(|t| !t.is_empty())
+        .enumerate()
+    {
+        if i >= keep && t == tok {
             continue;
         }
         if !first {
@@ -450,7 +455,8 @@ fn assemble(outs: &[Out], batch: &Batch, local: &BytesMut, wbuf: &mut BytesMut, 
                     let hidden = match hide {
                         Hide::Nothing => false,
                         Hide::All => true,
-                        Hide::Miss => b.starts_with(b"EN\r\n"),
+                        // `EN\r\n`, or `EN k<key> O<opaque>` with the k/O flags.
+                        Hide::Miss => b.starts_with(b"EN\r\n") || b.starts_with(b"EN "),
                         Hide::Success => b.starts_with(b"HD") || b.starts_with(b"VA "),
                     };
                     if !hidden {

@@ -68,6 +68,10 @@ struct Session {
     /// The dedicated connections of pub/sub, per server index.
     subs: Vec<Option<Rc<BackendConn>>>,
     subscribed: bool,
+    /// Subscribed channels, patterns and shard channels, in subscription order.
+    channels: Vec<Bytes>,
+    patterns: Vec<Bytes>,
+    shard_channels: Vec<Bytes>,
     /// Blocking commands' connections, returned after the batch.
     held: Vec<Rc<BackendConn>>,
     /// Servers written since the last WAIT.
@@ -78,6 +82,40 @@ struct Session {
     last_write_us: Vec<u64>,
     /// The lane of the last routed request: None = shared connections.
     lane: Option<usize>,
+}
+
+impl Session {
+    fn sub_set(&self, k: SubKind) -> &Vec<Bytes> {
+        match k {
+            SubKind::Channel => &self.channels,
+            SubKind::Pattern => &self.patterns,
+            SubKind::Shard => &self.shard_channels,
+        }
+    }
+
+    fn sub_set_mut(&mut self, k: SubKind) -> &mut Vec<Bytes> {
+        match k {
+            SubKind::Channel => &mut self.channels,
+            SubKind::Pattern => &mut self.patterns,
+            SubKind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    /// Redis' count in a confirmation: channels + patterns, or shard channels.
+    fn sub_count(&self, k: SubKind) -> usize {
+        match k {
+            SubKind::Shard => self.shard_channels.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    fn sub_total(&self) -> usize {
+        self.channels.len() + self.patterns.len() + self.shard_channels.len()
+    }
+
+    fn has_sub_conns(&self) -> bool {
+        self.subs.iter().any(Option::is_some)
+    }
 }
 
 /// Serves one client connection of pool `pool_idx` until it closes.
@@ -105,6 +143,9 @@ where
         pinned: None,
         subs: vec![None; nservers],
         subscribed: false,
+        channels: Vec::new(),
+        patterns: Vec::new(),
+        shard_channels: Vec::new(),
         held: Vec::new(),
         written: vec![false; nservers],
         batch_writes: Vec::new(),
@@ -122,14 +163,16 @@ where
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(READ_CHUNK);
             }
-            let n = if sess.subscribed {
+            let n = if sess.has_sub_conns() {
                 tokio::select! {
                     r = stream.read_buf(&mut rbuf) => r,
                     () = pushed(&batch) => {
-                        let frames = batch.pushed.borrow_mut().split();
-                        if stream.write_all(&frames).await.is_err() {
+                        wbuf.clear();
+                        forward_pushed(&batch, &mut wbuf);
+                        if !wbuf.is_empty() && stream.write_all(&wbuf).await.is_err() {
                             break 'conn;
                         }
+                        wbuf.clear();
                         continue 'conn;
                     }
                 }
@@ -236,9 +279,8 @@ where
             &mut wbuf,
             &worker.stats,
         );
-        if sess.subscribed {
-            let frames = batch.pushed.borrow_mut().split();
-            wbuf.extend_from_slice(&frames);
+        if sess.has_sub_conns() {
+            forward_pushed(&batch, &mut wbuf);
         }
         if let Some(reply) = fatal {
             wbuf.extend_from_slice(reply);
@@ -435,6 +477,10 @@ fn route(
             // Inside a transaction the backend answers (and flags) unknown commands.
             return pinned_send(ctx, sess, scratch);
         }
+        if sess.multi {
+            // Queued before the transaction has a server: EXEC must abort, as in Redis.
+            sess.multi_aborted = true;
+        }
         let mut shown = String::new();
         for a in ctx.args.iter(ctx.buf).skip(1) {
             shown.push('\'');
@@ -451,7 +497,8 @@ fn route(
     if !(sess.authed || eq(name, b"AUTH") || eq(name, b"HELLO") || eq(name, b"QUIT")) {
         return local_error(local, "NOAUTH Authentication required.");
     }
-    if sess.subscribed && !is_subscribe_ok(name) {
+    // Only RESP2 restricts a subscribed connection (RESP3 carries pushes out of band).
+    if sess.subscribed && sess.proto == Proto::Resp2 && !is_subscribe_ok(name) {
         let msg = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             String::from_utf8_lossy(name).to_ascii_lowercase()
@@ -738,6 +785,24 @@ fn session_command(
     }
     if eq(name, b"EXEC") || eq(name, b"DISCARD") {
         let exec = eq(name, b"EXEC");
+        if argc != 1 && exec {
+            // Redis rejects EXEC itself with EXECABORT and discards the transaction and
+            // the watched keys, inside MULTI or not.
+            if let Some(conn) = sess.pinned.as_ref().map(|(_, c)| c.clone()) {
+                let mut d = BytesMut::new();
+                let cmd: &[u8] = if sess.multi { b"DISCARD" } else { b"UNWATCH" };
+                encode_command(&[cmd], &mut d);
+                let slot = ctx.batch.slot();
+                conn.enqueue(&d, ctx.batch, slot);
+                unpin(ctx, sess);
+            }
+            sess.multi = false;
+            sess.multi_aborted = false;
+            return local_error(
+                local,
+                "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+            );
+        }
         if argc != 1 {
             if sess.multi {
                 sess.multi_aborted = true;
@@ -831,9 +896,21 @@ fn session_command(
         targets = vec![first_live(ctx.pool)];
     }
     sess.written.iter_mut().for_each(|w| *w = false);
+    // Always the primary's shared connection, whatever the read policy: a replica refuses
+    // WAIT, and only the primary's connection carried the writes.
     let parts = targets
         .into_iter()
-        .map(|s| (send(ctx, sess, s, false, &req), s))
+        .map(|s| {
+            let conn = ctx.worker.conn(
+                ctx.pool_idx,
+                &ctx.pool.cfg,
+                &ctx.pool.servers[s].primary,
+                wire_of(sess.proto),
+            );
+            let slot = ctx.batch.slot();
+            conn.enqueue(&req, ctx.batch, slot);
+            (slot, s)
+        })
         .collect();
     Out::Gather(Box::new(Gather {
         merge: Merge::First, // replaced below: WAIT takes the minimum
@@ -855,6 +932,14 @@ fn pinned_or_ok(
     }
 }
 
+/// The three subscription spaces of a connection, as Redis keeps them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SubKind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
 fn pubsub(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut BytesMut) -> Out {
     let name = ctx.arg(0);
     if eq(name, b"PUBLISH") || eq(name, b"SPUBLISH") {
@@ -870,40 +955,91 @@ fn pubsub(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut
         let idx = first_live(ctx.pool);
         return Out::Slot(send(ctx, sess, idx, false, &req));
     }
-    let pattern = eq(name, b"PSUBSCRIBE") || eq(name, b"PUNSUBSCRIBE");
-    let subscribe = eq(name, b"SUBSCRIBE") || eq(name, b"PSUBSCRIBE") || eq(name, b"SSUBSCRIBE");
+    let (kind, subscribe, reply_name): (SubKind, bool, &[u8]) = if eq(name, b"SUBSCRIBE") {
+        (SubKind::Channel, true, b"subscribe")
+    } else if eq(name, b"UNSUBSCRIBE") {
+        (SubKind::Channel, false, b"unsubscribe")
+    } else if eq(name, b"PSUBSCRIBE") {
+        (SubKind::Pattern, true, b"psubscribe")
+    } else if eq(name, b"PUNSUBSCRIBE") {
+        (SubKind::Pattern, false, b"punsubscribe")
+    } else if eq(name, b"SSUBSCRIBE") {
+        (SubKind::Shard, true, b"ssubscribe")
+    } else {
+        (SubKind::Channel, false, b"sunsubscribe")
+    };
+    let kind = if reply_name == b"sunsubscribe" {
+        SubKind::Shard
+    } else {
+        kind
+    };
     if subscribe && ctx.argc() < 2 {
         return wrong_args(local, name);
     }
-    // Channels go to the server owning the channel name (where PUBLISH goes); patterns
-    // and argument-less unsubscribes go to every server.
+    // The confirmations are the proxy's own (one per argument, in order, counting this
+    // connection's subscriptions, as one Redis would); the servers' are dropped when
+    // their pushed frames are forwarded.
+    let targets: Vec<Bytes> = if ctx.argc() > 1 {
+        ctx.args
+            .iter(ctx.buf)
+            .skip(1)
+            .map(Bytes::copy_from_slice)
+            .collect()
+    } else {
+        sess.sub_set(kind).clone()
+    };
+    let start = local.len();
+    let proto = sess.proto;
+    if !subscribe && targets.is_empty() {
+        let count = sess.sub_count(kind);
+        let mut w = ReplyWriter::new(local, proto);
+        push_header(&mut w);
+        w.bulk(reply_name);
+        w.null();
+        w.int(count as i64);
+    }
+    // Channels live on the server their name hashes to (where PUBLISH goes); patterns
+    // on every server.
     let n = ctx.pool.servers.len();
     let mut per: Vec<Vec<&[u8]>> = vec![Vec::new(); n];
-    let every = pattern || ctx.argc() == 1;
-    if every {
-        for p in per.iter_mut() {
-            p.extend(ctx.args.iter(ctx.buf).skip(1));
+    for t in &targets {
+        let set = sess.sub_set_mut(kind);
+        let present = set.iter().any(|c| c == t);
+        let changed = if subscribe {
+            if !present {
+                set.push(t.clone());
+            }
+            !present
+        } else {
+            set.retain(|c| c != t);
+            present
+        };
+        if changed {
+            if kind == SubKind::Pattern {
+                per.iter_mut().for_each(|p| p.push(t));
+            } else {
+                per[ctx.pool.locate(t).unwrap_or(0)].push(t);
+            }
         }
-    } else {
-        for a in ctx.args.iter(ctx.buf).skip(1) {
-            per[ctx.pool.locate(a).unwrap_or(0)].push(a);
-        }
+        let count = sess.sub_count(kind);
+        let mut w = ReplyWriter::new(local, proto);
+        push_header(&mut w);
+        w.bulk(reply_name);
+        w.bulk(t);
+        w.int(count as i64);
     }
     let mut req = BytesMut::new();
     for (i, chans) in per.iter().enumerate() {
-        if !every && chans.is_empty() {
-            continue;
-        }
-        if !subscribe && sess.subs[i].is_none() {
+        if chans.is_empty() || (!subscribe && sess.subs[i].is_none()) {
             continue;
         }
         let conn = match &sess.subs[i] {
             Some(c) => c.clone(),
             None => {
                 let addr = ctx.pool.servers[i].primary.clone();
-                let c =
-                    ctx.worker
-                        .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
+                let c = ctx
+                    .worker
+                    .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(proto));
                 *c.push_target.borrow_mut() = Some(ctx.batch.clone());
                 sess.subs[i] = Some(c.clone());
                 c
@@ -913,12 +1049,38 @@ fn pubsub(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut, scratch: &mut
         let mut v: Vec<&[u8]> = vec![name];
         v.extend(chans.iter().copied());
         encode_command(&v, &mut req);
-        conn.send_raw(&req);
+        // One confirmation per channel comes back: the batch waits for them, so that a
+        // subscription is active on its server before the client sees it confirmed.
+        conn.enqueue_n(&req, ctx.batch, chans.len());
     }
-    if subscribe {
-        sess.subscribed = true;
+    sess.subscribed = sess.sub_total() > 0;
+    Out::Local(start..local.len())
+}
+
+/// A pub/sub confirmation header: a push in RESP3, a 3-array in RESP2.
+fn push_header(w: &mut ReplyWriter<'_>) {
+    if w.proto == Proto::Resp3 {
+        w.push(3);
+    } else {
+        w.array(3);
     }
-    Out::Local(local.len()..local.len())
+}
+
+/// Moves the frames pushed by subscribed server connections into `out`, without the
+/// servers' own confirmations.
+fn forward_pushed(batch: &Batch, out: &mut BytesMut) {
+    let frames = batch.pushed.borrow_mut().split();
+    let mut pos = 0;
+    while pos < frames.len() {
+        let Ok(Some(len)) = reply_len(&frames[pos..]) else {
+            break;
+        };
+        let f = &frames[pos..pos + len];
+        if !crate::backend::is_confirmation(f) {
+            out.extend_from_slice(f);
+        }
+        pos += len;
+    }
 }
 
 fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
@@ -997,6 +1159,9 @@ fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out
             }
         }
         sess.subscribed = false;
+        sess.channels.clear();
+        sess.patterns.clear();
+        sess.shard_channels.clear();
         sess.proto = Proto::Resp2;
         sess.name = None;
         sess.authed = ctx.pool.cfg.redis_auth.is_none();
@@ -1023,6 +1188,17 @@ fn auth(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
         return wrong_args(local, ctx.arg(0));
     }
     let Some(pw) = &ctx.pool.cfg.redis_auth else {
+        // No password: the default user is `nopass` (any password), others do not exist.
+        if argc == 3 {
+            return if ctx.arg(1) == b"default" {
+                local_reply(local, |w| w.ok(), sess.proto)
+            } else {
+                local_error(
+                    local,
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                )
+            };
+        }
         return local_error(
             local,
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
@@ -1074,10 +1250,12 @@ fn hello(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
                         "WRONGPASS invalid username-password pair or user is disabled.",
                     )
                 }
+                // No password: the default user is `nopass`, no other user exists.
+                None if ctx.arg(i + 1) == b"default" => sess.authed = true,
                 None => {
                     return local_error(
                         local,
-                        "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                        "WRONGPASS invalid username-password pair or user is disabled.",
                     )
                 }
             }
@@ -1164,10 +1342,14 @@ fn client_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Ou
             .as_ref()
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
+        // Every field Redis 7.0 reports that clients parse as an integer (redis-py's
+        // `client_info()` requires id age idle db sub psub multi qbuf qbuf-free obl
+        // argv-mem oll omem tot-mem); the proxy has no values for most of them.
         let line = format!(
-            "id={} name={} db=0 resp={}\n",
+            "id={} name={} age=0 idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={}\n",
             sess.id,
             name,
+            if sess.multi { 0 } else { -1 },
             if proto == Proto::Resp3 { 3 } else { 2 }
         );
         return local_reply(local, |w| w.verbatim(b"txt", line.as_bytes()), proto);

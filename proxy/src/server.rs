@@ -14,7 +14,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,14 +173,17 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
         }
     }
     let mut threads = Vec::new();
+    // Clients per pool, across threads (`client_connections` is a per-pool limit).
+    let pool_clients: Vec<Arc<AtomicU64>> = cfg.pools.iter().map(|_| Arc::default()).collect();
     for (t, listeners) in per_thread.into_iter().enumerate() {
         let shared = shared.clone();
         let stats = stats.clone();
         let stop = stop.clone();
-        let pools: Vec<(bool, u32)> = cfg
+        let pools: Vec<PoolAdmission> = cfg
             .pools
             .iter()
-            .map(|p| (p.redis, p.client_connections))
+            .zip(&pool_clients)
+            .map(|(p, n)| (p.redis, p.client_connections, n.clone()))
             .collect();
         threads.push(
             std::thread::Builder::new()
@@ -208,6 +211,9 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
     })
 }
 
+/// Per pool: speaks RESP, `client_connections` (0: no limit), its current clients.
+type PoolAdmission = (bool, u32, Arc<AtomicU64>);
+
 type ThreadListeners = Vec<(
     usize,
     Option<std::net::TcpListener>,
@@ -219,7 +225,7 @@ fn worker_main(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     listeners: ThreadListeners,
-    pools: Vec<(bool, u32)>,
+    pools: Vec<PoolAdmission>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -235,7 +241,7 @@ fn worker_main(
     let worker = Rc::new(Worker::new(shared, stats));
     local.block_on(&rt, async move {
         for (pi, tcp, unix) in listeners {
-            let (redis, limit) = pools[pi];
+            let (redis, limit, count) = pools[pi].clone();
             if let Some(l) = tcp {
                 let l = match TcpListener::from_std(l) {
                     Ok(l) => l,
@@ -245,6 +251,7 @@ fn worker_main(
                     }
                 };
                 let worker = worker.clone();
+                let count = count.clone();
                 tokio::task::spawn_local(async move {
                     loop {
                         let Ok((s, _)) = l.accept().await else {
@@ -252,7 +259,7 @@ fn worker_main(
                             continue;
                         };
                         let _ = s.set_nodelay(true);
-                        spawn_client(&worker, s, pi, redis, limit);
+                        spawn_client(&worker, s, pi, redis, limit, &count);
                     }
                 });
             }
@@ -265,13 +272,14 @@ fn worker_main(
                     }
                 };
                 let worker = worker.clone();
+                let count = count.clone();
                 tokio::task::spawn_local(async move {
                     loop {
                         let Ok((s, _)) = l.accept().await else {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         };
-                        spawn_client(&worker, s, pi, redis, limit);
+                        spawn_client(&worker, s, pi, redis, limit, &count);
                     }
                 });
             }
@@ -304,15 +312,24 @@ fn worker_main(
     });
 }
 
-fn spawn_client<S>(worker: &Rc<Worker>, s: S, pool: usize, redis: bool, limit: u32)
-where
+fn spawn_client<S>(
+    worker: &Rc<Worker>,
+    s: S,
+    pool: usize,
+    redis: bool,
+    limit: u32,
+    count: &Arc<AtomicU64>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let stats = worker.stats.clone();
-    if limit != 0 && Stats::get(&stats.clients) >= u64::from(limit) {
+    let before = count.fetch_add(1, Ordering::Relaxed);
+    if limit != 0 && before >= u64::from(limit) {
+        count.fetch_sub(1, Ordering::Relaxed);
         Stats::add(&stats.clients_rejected, 1);
         return; // dropped: closed, as twemproxy does past client_connections
     }
+    let count = count.clone();
     Stats::add(&stats.clients, 1);
     Stats::add(&stats.clients_total, 1);
     let worker = worker.clone();
@@ -323,5 +340,6 @@ where
             crate::mc_front::serve(s, worker, pool).await;
         }
         stats.clients.fetch_sub(1, Ordering::Relaxed);
+        count.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -214,3 +214,171 @@ def run(argv, stdin=b"", timeout=20):
     """Runs a command line tool, returning (rc, stdout bytes, stderr bytes)."""
     p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# shoal-proxy fixtures (used by test_proxy.py)
+#
+# One session-wide proxy in front of four pools:
+#   shoal_redis  RESP pool over 3 shoal-server shards (hash_tag "{}")
+#   shoal_mc     memcache pool over the same 3 shards' memcache ports (same names, same
+#                order: the same ring, so a key lives on the same shard in both pools)
+#   redis        RESP pool over 3 redis-servers
+#   mc           memcache pool over 3 memcacheds
+# ---------------------------------------------------------------------------------------
+
+SHARDS = 3
+
+
+def proxy_bin():
+    env = os.environ.get("SHOAL_PROXY_BIN")
+    if env:
+        return Path(env)
+    return shoal_bin().with_name("shoal-proxy")
+
+
+def start_shoal_shard():
+    """A shoal-server shard (one worker thread), ready on both its RESP and memcache ports."""
+    binary = shoal_bin()
+    if not binary.is_file():
+        pytest.fail(f"shoal-server not found at {binary}: build with `cargo build --release --bins`", pytrace=False)
+    port, mc = free_port(), free_port()
+    argv = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--memcache-port", str(mc),
+            "--metrics-port", "0", "--threads", "1"]
+    return Server("shoal-shard", argv, {"resp": port, "memcache": mc}, [(resp_ready, port), (mc_ready, mc)])
+
+
+def start_redis_shard():
+    """A redis-server with its own empty working directory (so it neither loads nor writes
+    a dump.rdb of the current directory)."""
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="shoal-pytest-redis-")
+    argv = [require("redis-server"), "--port", str(port), "--save", "", "--appendonly", "no",
+            "--bind", "127.0.0.1", "--daemonize", "no", "--logfile", "", "--dir", workdir]
+    server = Server("redis-server", argv, {"resp": port}, [(resp_ready, port)])
+    server.workdir = workdir
+    return server
+
+
+def _servers_yaml(addrs):
+    return "".join(f"    - 127.0.0.1:{port}:1 shard{i}\n" for i, port in enumerate(addrs))
+
+
+class ProxyCluster:
+    """The proxy, its four pool ports (`ports[pool]`) and the servers behind each pool
+    (`shards[pool]`, each a Server whose `port`/`mc_port` reach it directly)."""
+
+    POOLS = ("shoal_redis", "shoal_mc", "redis", "mc")
+
+    def __init__(self):
+        self.children = []
+        try:
+            self.shoal = [self._own(start_shoal_shard()) for _ in range(SHARDS)]
+            self.redis = [self._own(start_redis_shard()) for _ in range(SHARDS)]
+            self.memcached = [self._own(start_memcached()) for _ in range(SHARDS)]
+            self.ports = {name: free_port() for name in self.POOLS}
+            self.shards = {"shoal_redis": self.shoal, "shoal_mc": self.shoal,
+                           "redis": self.redis, "mc": self.memcached}
+            self.config_text = self._yaml()
+            self.config = tempfile.NamedTemporaryFile("w", prefix="shoal-proxy-", suffix=".yml", delete=False)
+            self.config.write(self.config_text)
+            self.config.close()
+            self.proxy = self._start_proxy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _own(self, server):
+        self.children.append(server)
+        return server
+
+    def _yaml(self):
+        p = self.ports
+        return (
+            f"shoal_redis:\n  listen: 127.0.0.1:{p['shoal_redis']}\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n  hash_tag: \"{{}}\"\n  redis: true\n  backend: shoal\n"
+            f"  servers:\n{_servers_yaml([s.port for s in self.shoal])}"
+            f"shoal_mc:\n  listen: 127.0.0.1:{p['shoal_mc']}\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n  redis: false\n  backend: shoal\n"
+            f"  servers:\n{_servers_yaml([s.mc_port for s in self.shoal])}"
+            f"redis:\n  listen: 127.0.0.1:{p['redis']}\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n  hash_tag: \"{{}}\"\n  redis: true\n"
+            f"  servers:\n{_servers_yaml([s.port for s in self.redis])}"
+            f"mc:\n  listen: 127.0.0.1:{p['mc']}\n  hash: fnv1a_64\n"
+            f"  distribution: ketama\n"
+            f"  servers:\n{_servers_yaml([s.mc_port for s in self.memcached])}"
+        )
+
+    def _start_proxy(self):
+        binary = proxy_bin()
+        if not binary.is_file():
+            pytest.fail(f"shoal-proxy not found at {binary}: build with `cargo build --release --bins`", pytrace=False)
+        checks = [(resp_ready if name in ("shoal_redis", "redis") else mc_ready, port)
+                  for name, port in self.ports.items()]
+        argv = [str(binary), "-c", self.config.name, "--threads", "2"]
+        return self._own(Server("shoal-proxy", argv, dict(self.ports), checks))
+
+    def is_redis(self, pool):
+        return pool in ("shoal_redis", "redis")
+
+    def stop(self):
+        for server in reversed(self.children):
+            try:
+                server.stop()
+            except Exception:  # keep stopping the others
+                pass
+        self.children = []
+        for server in getattr(self, "redis", []):
+            shutil.rmtree(server.workdir, ignore_errors=True)
+        config = getattr(self, "config", None)
+        if config is not None:
+            try:
+                os.unlink(config.name)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def proxy():
+    """shoal-proxy with its four pools (see ProxyCluster); everything is killed at the end."""
+    cluster = ProxyCluster()
+    yield cluster
+    cluster.stop()
+
+
+def tcp_ready(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def nutcracker(proxy):
+    """twemproxy (nutcracker 0.5.0) with the proxy's `redis` and `mc` pools: same servers,
+    names and hashing, on its own ports (`ports["redis"]`, `ports["mc"]`)."""
+    ports = {"redis": free_port(), "mc": free_port()}
+    text = (
+        f"redis:\n  listen: 127.0.0.1:{ports['redis']}\n  hash: fnv1a_64\n  distribution: ketama\n"
+        f"  hash_tag: \"{{}}\"\n  redis: true\n"
+        f"  servers:\n{_servers_yaml([s.port for s in proxy.redis])}"
+        f"mc:\n  listen: 127.0.0.1:{ports['mc']}\n  hash: fnv1a_64\n  distribution: ketama\n"
+        f"  servers:\n{_servers_yaml([s.mc_port for s in proxy.memcached])}"
+    )
+    conf = tempfile.NamedTemporaryFile("w", prefix="nutcracker-", suffix=".yml", delete=False)
+    conf.write(text)
+    conf.close()
+    argv = [require("nutcracker"), "-c", conf.name, "-s", str(free_port()), "-a", "127.0.0.1",
+            "-p", conf.name + ".pid"]
+    try:
+        # twemproxy answers no `version`: a listener that accepts is ready.
+        server = Server("nutcracker", argv, ports, [(tcp_ready, p) for p in ports.values()])
+        yield server
+        server.stop()
+    finally:
+        for path in (conf.name, conf.name + ".pid"):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
