@@ -23,7 +23,6 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::topology::ServerHealth;
@@ -409,8 +408,8 @@ impl BackendConn {
     }
 
     /// Runs one established connection until it fails; returns why.
-    async fn serve(&self, mut stream: TcpStream) -> Failure {
-        let (mut rd, mut wr) = stream.split();
+    async fn serve(&self, stream: TcpStream) -> Failure {
+        let stream = &stream;
         let writer = async {
             let mut buf = BytesMut::with_capacity(16 * 1024);
             loop {
@@ -430,7 +429,7 @@ impl BackendConn {
                     self.work().await;
                     continue;
                 }
-                if wr.write_all(&buf).await.is_err() {
+                if crate::io::write_all(stream, &buf).await.is_err() {
                     return Failure::Closed;
                 }
                 buf.clear();
@@ -442,7 +441,7 @@ impl BackendConn {
                 if rbuf.capacity() - rbuf.len() < 4096 {
                     rbuf.reserve(16 * 1024);
                 }
-                let n = rd.read_buf(&mut rbuf).await;
+                let n = crate::io::read_some(stream, &mut rbuf).await;
                 match n {
                     Ok(0) | Err(_) => return Failure::Closed,
                     Ok(_) => {}

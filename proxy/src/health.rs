@@ -104,7 +104,16 @@ struct Track {
 }
 
 /// The health thread's main loop.
-pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: Option<PathBuf>) {
+///
+/// `loaded_mtime` is the config file's modification time when the running configuration
+/// was read (so an edit made while the process started is not missed).
+pub fn run(
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    path: Option<PathBuf>,
+    loaded_mtime: Option<SystemTime>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -117,7 +126,7 @@ pub fn run(shared: Arc<Shared>, stats: Arc<Stats>, stop: Arc<AtomicBool>, path: 
     };
     rt.block_on(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut mtime = path.as_deref().and_then(modified);
+        let mut mtime = loaded_mtime.or_else(|| path.as_deref().and_then(modified));
         let mut tracks: Vec<Vec<Track>> = Vec::new();
         let mut next_probe: Vec<Instant> = Vec::new();
         while !stop.load(Ordering::Relaxed) {

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod health;
+pub mod io;
 pub mod mc_front;
 pub mod metrics;
 pub mod resp_front;

@@ -33,6 +33,10 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Taken before reading: an edit made while the proxy starts is then still seen.
+    let config_mtime = std::fs::metadata(&cli.config)
+        .and_then(|m| m.modified())
+        .ok();
     let cfg = match ProxyConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
         metrics_port: cli.metrics_port,
         metrics_bind: cli.metrics_bind,
         config_path: Some(cli.config.clone()),
+        config_mtime,
     };
     let proxy = match shoal_proxy::server::start(cfg, opts) {
         Ok(p) => p,

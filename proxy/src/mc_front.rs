@@ -11,10 +11,10 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::io::{read_some, write_all, Conn};
 use bytes::{BufMut, Bytes, BytesMut};
 use shoal_client::memcache::scan::value_block;
 use shoal_client::memcache::{decode, McDecoded, McLimits, MetaCmd, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{Batch, Failure, Reply, Wire};
 use crate::metrics::{self, Stats};
@@ -55,9 +55,9 @@ enum Out {
 }
 
 /// Serves one memcache client connection until it closes.
-pub async fn serve<S>(mut stream: S, worker: Rc<Worker>, pool_idx: usize)
+pub async fn serve<S>(stream: S, worker: Rc<Worker>, pool_idx: usize)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Conn,
 {
     let limits = McLimits::default();
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -68,6 +68,8 @@ where
     let mut scratch = BytesMut::new();
     // Bytes still to discard (memcached swallowing a too-large value).
     let mut swallow = 0usize;
+    // Picks this client's connection among `server_connections` (keeps its order).
+    let client = worker.client_id();
     let mut ids: Vec<(u16, bool)> = Vec::new();
     let mut need_read = true;
     let mut pool = worker.topology().pools[pool_idx].clone();
@@ -82,7 +84,7 @@ where
             if rbuf.capacity() - rbuf.len() < 4096 {
                 rbuf.reserve(64 * 1024);
             }
-            match stream.read_buf(&mut rbuf).await {
+            match read_some(&stream, &mut rbuf).await {
                 Ok(0) | Err(_) => break 'conn,
                 Ok(_) => {
                     need_read = false;
@@ -96,6 +98,8 @@ where
             pool = topo.pools[pool_idx].clone();
             pool_version = topo.version;
         }
+        // Routing below is synchronous: every shared connection it picks is this client's.
+        worker.set_affinity(client);
         batch.reset();
         outs.clear();
         local.clear();
@@ -162,7 +166,7 @@ where
         ids.clear();
         assemble(&outs, &batch, &local, &mut wbuf, &worker.stats);
         if !wbuf.is_empty() {
-            if stream.write_all(&wbuf).await.is_err() {
+            if write_all(&stream, &wbuf).await.is_err() {
                 break;
             }
             wbuf.clear();
@@ -171,7 +175,7 @@ where
             break;
         }
     }
-    let _ = stream.shutdown().await;
+    drop(stream);
 }
 
 /// Index of the request's label in [`metrics::MC_NAMES`].

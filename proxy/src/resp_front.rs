@@ -14,12 +14,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::io::{read_some, write_all, Conn};
 use bytes::{BufMut, Bytes, BytesMut};
 use shoal_client::resp::scan::{array_header, integer, reply_len};
 use shoal_client::resp::{
     decode_request, encode_command, Args, Decoded, Limits, Proto, ReplyWriter,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{BackendConn, Batch, Failure, Reply, Wire};
 use crate::commands::{self, Keys, Merge, Route, Spec};
@@ -119,9 +119,9 @@ impl Session {
 }
 
 /// Serves one client connection of pool `pool_idx` until it closes.
-pub async fn serve<S>(mut stream: S, worker: Rc<Worker>, pool_idx: usize)
+pub async fn serve<S>(stream: S, worker: Rc<Worker>, pool_idx: usize)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Conn,
 {
     let limits = Limits::default();
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -165,11 +165,11 @@ where
             }
             let n = if sess.has_sub_conns() {
                 tokio::select! {
-                    r = stream.read_buf(&mut rbuf) => r,
+                    r = read_some(&stream, &mut rbuf) => r,
                     () = pushed(&batch) => {
                         wbuf.clear();
                         forward_pushed(&batch, &mut wbuf);
-                        if !wbuf.is_empty() && stream.write_all(&wbuf).await.is_err() {
+                        if !wbuf.is_empty() && write_all(&stream, &wbuf).await.is_err() {
                             break 'conn;
                         }
                         wbuf.clear();
@@ -177,7 +177,7 @@ where
                     }
                 }
             } else {
-                stream.read_buf(&mut rbuf).await
+                read_some(&stream, &mut rbuf).await
             };
             match n {
                 Ok(0) | Err(_) => break 'conn,
@@ -196,6 +196,8 @@ where
             sess.last_write_us.resize(pool.servers.len(), 0);
             sess.subs.resize(pool.servers.len(), None);
         }
+        // Routing below is synchronous: every shared connection it picks is this client's.
+        worker.set_affinity(sess.id);
         batch.reset();
         outs.clear();
         local.clear();
@@ -287,7 +289,7 @@ where
             sess.closing = true;
         }
         if !wbuf.is_empty() {
-            if stream.write_all(&wbuf).await.is_err() {
+            if write_all(&stream, &wbuf).await.is_err() {
                 break;
             }
             wbuf.clear();
@@ -299,7 +301,7 @@ where
             rbuf = BytesMut::with_capacity(16 * 1024);
         }
     }
-    let _ = stream.shutdown().await;
+    drop(stream);
     if let Some((_, c)) = sess.pinned.take() {
         c.close();
     }

@@ -46,6 +46,9 @@ pub struct Options {
     pub metrics_bind: std::net::IpAddr,
     /// The config file (reloaded on SIGHUP and when it changes).
     pub config_path: Option<PathBuf>,
+    /// The file's modification time when the running configuration was read from it (a
+    /// later change reloads; `None`: compared with the time the health thread starts).
+    pub config_mtime: Option<std::time::SystemTime>,
 }
 
 /// A running proxy.
@@ -196,10 +199,11 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
         let stats = stats.clone();
         let stop = stop.clone();
         let path = opts.config_path.clone();
+        let mtime = opts.config_mtime;
         threads.push(
             std::thread::Builder::new()
                 .name("shoal-proxy-health".into())
-                .spawn(move || crate::health::run(shared, stats, stop, path))?,
+                .spawn(move || crate::health::run(shared, stats, stop, path, mtime))?,
         );
     }
     Ok(Proxy {
@@ -320,7 +324,7 @@ fn spawn_client<S>(
     limit: u32,
     count: &Arc<AtomicU64>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    S: crate::io::Conn + 'static,
 {
     let stats = worker.stats.clone();
     let before = count.fetch_add(1, Ordering::Relaxed);

@@ -39,7 +39,10 @@ pub struct Worker {
     topo: RefCell<Arc<Topology>>,
     shared_conns: RefCell<Vec<PoolConns>>,
     idle: RefCell<HashMap<ConnKey, Vec<Rc<BackendConn>>>>,
-    rr: Cell<usize>,
+    /// The client whose batch is being routed (set by the frontends before routing it):
+    /// picks which of `server_connections` it uses, so one client's requests to a server
+    /// always share one connection and run in the order sent.
+    affinity: Cell<u64>,
     next_client_id: &'static AtomicU64,
 }
 
@@ -55,7 +58,7 @@ impl Worker {
             topo: RefCell::new(topo),
             shared_conns: RefCell::new(Vec::new()),
             idle: RefCell::new(HashMap::new()),
-            rr: Cell::new(0),
+            affinity: Cell::new(0),
             next_client_id: &CLIENT_IDS,
         }
     }
@@ -136,8 +139,14 @@ impl Worker {
         }
     }
 
-    /// The shared pipelined connection to `addr` of pool `pool` (one of
-    /// `server_connections`, round robin).
+    /// Sets the client whose requests the next [`conn`](Self::conn) calls route.
+    pub fn set_affinity(&self, client: u64) {
+        self.affinity.set(client);
+    }
+
+    /// The shared pipelined connection to `addr` of pool `pool`: one of
+    /// `server_connections`, the same one for every request of the current client (see
+    /// [`set_affinity`](Self::set_affinity)), so a client's pipeline keeps its order.
     pub fn conn(
         &self,
         pool_idx: usize,
@@ -150,21 +159,22 @@ impl Worker {
             all.resize_with(pool_idx + 1, PoolConns::default);
         }
         let per_addr = &mut all[pool_idx];
-        let want = pool.server_connections.max(1) as usize;
-        if let Some(slots) = per_addr.get(addr) {
-            let conns = &slots[wire_idx(wire)];
-            if conns.len() >= want {
-                if want == 1 {
-                    return conns[0].clone();
-                }
-                let i = self.rr.get().wrapping_add(1);
-                self.rr.set(i);
-                return conns[i % want].clone();
-            }
+        let want = pool.server_connections.max(1) as u64;
+        let idx = (self.affinity.get() % want) as usize;
+        if let Some(c) = per_addr
+            .get(addr)
+            .and_then(|slots| slots[wire_idx(wire)].get(idx))
+        {
+            return c.clone();
         }
-        let c = BackendConn::spawn(self.opts(pool, addr, wire, false), self.shared.health(addr));
-        per_addr.entry(addr.to_string()).or_default()[wire_idx(wire)].push(c.clone());
-        c
+        let conns = &mut per_addr.entry(addr.to_string()).or_default()[wire_idx(wire)];
+        while conns.len() <= idx {
+            conns.push(BackendConn::spawn(
+                self.opts(pool, addr, wire, false),
+                self.shared.health(addr),
+            ));
+        }
+        conns[idx].clone()
     }
 
     /// A dedicated connection (MULTI/EXEC, WATCH, blocking commands, pub/sub), from the
