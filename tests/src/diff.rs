@@ -284,18 +284,33 @@ fn show_outcome(o: &Outcome) -> String {
 }
 
 struct RespSide {
-    server: ServerProc,
+    /// The process when this side owns it (`None`: a target started elsewhere).
+    server: Option<ServerProc>,
+    port: u16,
     conn: RespConn,
 }
 
 impl RespSide {
     fn new(server: ServerProc) -> RespSide {
-        let conn = RespConn::connect(server.resp_port());
-        RespSide { server, conn }
+        let port = server.resp_port();
+        let conn = RespConn::connect(port);
+        RespSide {
+            server: Some(server),
+            port,
+            conn,
+        }
+    }
+
+    fn at_port(port: u16) -> RespSide {
+        RespSide {
+            server: None,
+            port,
+            conn: RespConn::connect(port),
+        }
     }
 
     fn reconnect(&mut self) {
-        self.conn = RespConn::connect(self.server.resp_port());
+        self.conn = RespConn::connect(self.port);
     }
 
     fn step(&mut self, case: &RespCase) -> Outcome {
@@ -363,6 +378,8 @@ pub struct RespPair {
     target: RespSide,
     /// Documented exceptions observed so far.
     pub notes: Vec<String>,
+    /// Name of a target given by port (see [`RespPair::with_target_port`]).
+    label: Option<&'static str>,
 }
 
 impl Default for RespPair {
@@ -383,16 +400,44 @@ impl RespPair {
             reference: RespSide::new(r),
             target: RespSide::new(t),
             notes: Vec::new(),
+            label: None,
+        }
+    }
+
+    /// A fresh reference redis-server and a target that already runs on `127.0.0.1:port`
+    /// (a proxy in front of several servers, say), named `label` in reports.
+    pub fn with_target_port(port: u16, label: &'static str) -> RespPair {
+        RespPair {
+            reference: RespSide::new(spawn_redis()),
+            target: RespSide::at_port(port),
+            notes: Vec::new(),
+            label: Some(label),
         }
     }
 
     /// Name of the target server (for reports).
     pub fn target_name(&self) -> &'static str {
-        if crate::servers::target_is_reference() {
-            "redis-server#2"
-        } else {
-            self.target.server.name()
+        if let Some(l) = self.label {
+            return l;
         }
+        match &self.target.server {
+            _ if crate::servers::target_is_reference() => "redis-server#2",
+            Some(s) => s.name(),
+            None => "target",
+        }
+    }
+
+    /// The reference server's RESP port.
+    pub fn reference_port(&self) -> u16 {
+        self.reference.port
+    }
+
+    /// Runs `cases` and panics listing every mismatch, like [`diff_resp`] but on this pair
+    /// (whose connections and data carry over from earlier calls).
+    pub fn check(&mut self, name: &str, cases: &[RespCase]) {
+        let mismatches = self.run(cases, usize::MAX);
+        let notes = std::mem::take(&mut self.notes);
+        finish(name, self.target_name(), cases.len(), mismatches, &notes);
     }
 
     /// Runs one case; returns a mismatch report.
@@ -733,17 +778,26 @@ fn unpad_counters(r: &McReply) -> McReply {
 }
 
 struct McSide {
-    server: ServerProc,
+    /// The process when this side owns it (`None`: a target started elsewhere).
+    _server: Option<ServerProc>,
+    port: u16,
     conn: McConn,
     cas: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl McSide {
     fn new(server: ServerProc) -> McSide {
-        let conn = McConn::connect(server.memcache_port());
+        let port = server.memcache_port();
+        let mut side = McSide::at_port(port);
+        side._server = Some(server);
+        side
+    }
+
+    fn at_port(port: u16) -> McSide {
         McSide {
-            server,
-            conn,
+            _server: None,
+            port,
+            conn: McConn::connect(port),
             cas: HashMap::new(),
         }
     }
@@ -827,7 +881,7 @@ impl McSide {
             .any(|l| toks(l).first() == Some(&&b"quit"[..]));
         let state = (case.closes || quits).then(|| self.conn.closed_state(Duration::from_secs(2)));
         if state.is_some() || reply.incomplete.is_some() {
-            self.conn = McConn::connect(self.server.memcache_port());
+            self.conn = McConn::connect(self.port);
         }
         self.capture(&req, &reply);
         (req, reply, state)
@@ -838,6 +892,8 @@ impl McSide {
 pub struct McPair {
     reference: McSide,
     target: McSide,
+    /// Name of a target given by port (see [`McPair::with_target_port`]).
+    label: Option<&'static str>,
 }
 
 impl Default for McPair {
@@ -857,11 +913,32 @@ impl McPair {
         McPair {
             reference: McSide::new(r),
             target: McSide::new(t),
+            label: None,
         }
+    }
+
+    /// A fresh reference memcached and a target that already runs on `127.0.0.1:port`,
+    /// named `label` in reports.
+    pub fn with_target_port(port: u16, label: &'static str) -> McPair {
+        McPair {
+            reference: McSide::new(spawn_memcached()),
+            target: McSide::at_port(port),
+            label: Some(label),
+        }
+    }
+
+    /// Runs `cases` and panics listing every mismatch, like [`diff_memcache`] but on this
+    /// pair.
+    pub fn check(&mut self, name: &str, cases: &[McCase]) {
+        let mismatches = self.run(cases, usize::MAX);
+        finish(name, self.target_name(), cases.len(), mismatches, &[]);
     }
 
     /// Name of the target.
     pub fn target_name(&self) -> &'static str {
+        if let Some(l) = self.label {
+            return l;
+        }
         if crate::servers::target_is_reference() {
             "memcached#2"
         } else {

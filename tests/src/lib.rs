@@ -4,6 +4,7 @@
 //!   loopback ports, wait until they answer (bounded), kill them on drop.
 //! * [`resp`] / [`memcache`]: raw clients that send exact bytes and return the exact bytes
 //!   of complete replies.
+//! * [`proxy`]: run `shoal-proxy` in front of such servers with a generated pool file.
 //! * [`diff`]: run the same case list against the reference server and the target, compare
 //!   byte for byte (or with a per-case relaxed mode), and report every mismatch.
 //!
@@ -12,6 +13,7 @@
 
 pub mod diff;
 pub mod memcache;
+pub mod proxy;
 pub mod resp;
 pub mod servers;
 

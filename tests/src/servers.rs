@@ -190,7 +190,10 @@ impl ServerProc {
                     if text.contains("in use") && start.elapsed() < READY_TIMEOUT {
                         break; // the old socket is not gone yet: try again
                     }
-                    panic!("{} exited with {status} on restart; log:\n{text}", self.name());
+                    panic!(
+                        "{} exited with {status} on restart; log:\n{text}",
+                        self.name()
+                    );
                 }
                 if ready(self) {
                     return;
