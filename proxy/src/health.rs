@@ -219,6 +219,7 @@ async fn check_pool(
                 );
                 let old = std::mem::replace(&mut servers[i].primary, addr.clone());
                 servers[i].replicas.retain(|r| r != &addr);
+                servers[i].readable.retain(|r| r != &addr);
                 servers[i].replicas.push(old);
                 servers[i].epoch = epoch;
                 t.down_since = None;
@@ -234,6 +235,7 @@ async fn check_pool(
             if let Some(new) = promote(pool, &servers[i]).await {
                 let old = std::mem::replace(&mut servers[i].primary, new.0.clone());
                 servers[i].replicas.retain(|r| r != &new.0);
+                servers[i].readable.retain(|r| r != &new.0);
                 servers[i].replicas.push(old);
                 servers[i].epoch = new.1;
                 servers[i].live = true;
@@ -258,6 +260,32 @@ async fn check_pool(
             t.ejected_until =
                 Some(Instant::now() + Duration::from_millis(pool.cfg.server_retry_timeout_ms));
             Stats::add(&stats.ejections, 1);
+            changed = true;
+        }
+    }
+    // Replicas: reads go only to the ones that answer.
+    for s in servers.iter_mut() {
+        if s.replicas.is_empty() {
+            continue;
+        }
+        let probes = s.replicas.iter().map(|r| {
+            let r = r.clone();
+            async move { probe(pool, &r).await }
+        });
+        let ok = futures_join_all(probes).await;
+        let readable: Vec<String> = s
+            .replicas
+            .iter()
+            .zip(ok)
+            .filter(|(_, ok)| *ok)
+            .map(|(r, _)| r.clone())
+            .collect();
+        if readable != s.readable {
+            info!(
+                "pool {}: readable replicas of {}: {:?}",
+                pool.cfg.name, s.name, readable
+            );
+            s.readable = readable;
             changed = true;
         }
     }
@@ -451,6 +479,34 @@ async fn repoint_if_needed(pool: &PoolView, replica: &str, primary: &str) {
     }
 }
 
+/// A reloaded pool keeps what the proxy learned at run time (a promoted primary, its
+/// epoch, ejections, readable replicas) for every server whose name and configured
+/// addresses (primary and replicas, in any role) did not change in the file.
+fn carry_runtime_state(old: &PoolView, fresh: PoolView) -> PoolView {
+    let addrs = |c: &crate::config::ServerConfig| {
+        let mut v: Vec<String> = std::iter::once(format!("{}:{}", c.host, c.port))
+            .chain(c.replicas.iter().map(|(h, p)| format!("{h}:{p}")))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut servers = fresh.servers.clone();
+    for (j, new_cfg) in fresh.cfg.servers.iter().enumerate() {
+        let Some(i) = old
+            .cfg
+            .servers
+            .iter()
+            .position(|o| o.effective_name() == new_cfg.effective_name())
+        else {
+            continue;
+        };
+        if addrs(&old.cfg.servers[i]) == addrs(new_cfg) {
+            servers[j] = old.servers[i].clone();
+        }
+    }
+    fresh.with_servers(servers)
+}
+
 fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
     let cfg = match ProxyConfig::load(path) {
         Ok(c) => c,
@@ -477,7 +533,8 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
                 old.clone()
             } else {
                 info!("pool {}: configuration changed, new ring", n.name);
-                Arc::new(PoolView::from_config(Arc::new(n)))
+                let fresh = PoolView::from_config(Arc::new(n));
+                Arc::new(carry_runtime_state(old, fresh))
             }
         })
         .collect();

@@ -258,7 +258,32 @@ where
             continue;
         }
         Stats::add(&worker.stats.requests, n as u64);
-        batch.wait().await;
+        if sess.held.is_empty() {
+            batch.wait().await;
+        } else {
+            // A blocking command waits on a dedicated connection. If the client goes away
+            // meanwhile, closing that connection makes the server cancel the wait, so it
+            // does not pop an element for a dead socket. Bytes the client pipelines
+            // meanwhile stay in the buffer for the next batch.
+            let gone = loop {
+                if rbuf.capacity() - rbuf.len() < 4096 {
+                    rbuf.reserve(READ_CHUNK);
+                }
+                tokio::select! {
+                    () = batch.wait() => break false,
+                    r = read_some(&stream, &mut rbuf) => match r {
+                        Ok(0) | Err(_) => break true,
+                        Ok(_) => {}
+                    },
+                }
+            };
+            if gone {
+                for c in sess.held.drain(..) {
+                    c.close();
+                }
+                break 'conn;
+            }
+        }
         metrics::record_batch(pool_idx, &ids, started);
         ids.clear();
         if !sess.batch_writes.is_empty() {
@@ -438,6 +463,18 @@ fn keys_server(ctx: &Ctx<'_>, spec: &Spec, key_idx: &mut Vec<usize>) -> Result<O
     Ok(server)
 }
 
+fn random_live(pool: &PoolView) -> usize {
+    use rand::Rng;
+    let live: Vec<usize> = (0..pool.servers.len())
+        .filter(|&i| pool.servers[i].live)
+        .collect();
+    if live.is_empty() {
+        0
+    } else {
+        live[rand::thread_rng().gen_range(0..live.len())]
+    }
+}
+
 fn first_live(pool: &PoolView) -> usize {
     pool.servers.iter().position(|s| s.live).unwrap_or(0)
 }
@@ -542,7 +579,11 @@ fn route(
         Route::Broadcast(merge) => broadcast(ctx, sess, spec, merge, local, scratch),
         Route::Any => {
             let req = ctx.request(scratch);
-            let idx = first_live(ctx.pool);
+            let idx = if eq(name, b"RANDOMKEY") {
+                random_live(ctx.pool)
+            } else {
+                first_live(ctx.pool)
+            };
             Out::Slot(send(ctx, sess, idx, false, req))
         }
         Route::Local => local_command(ctx, sess, local),

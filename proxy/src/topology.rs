@@ -66,6 +66,8 @@ pub struct ServerView {
     pub primary: String,
     /// `host:port` of each replica.
     pub replicas: Vec<String>,
+    /// The replicas that answered their last probe: the ones reads may go to.
+    pub readable: Vec<String>,
     /// False while ejected (`auto_eject_hosts`).
     pub live: bool,
     /// Replication epoch the proxy last promoted with (0: never).
@@ -95,6 +97,7 @@ impl PoolView {
                     .unwrap_or_else(|| format!("{}:{}", s.host, s.port)),
                 primary: format!("{}:{}", s.host, s.port),
                 replicas: s.replicas.iter().map(|(h, p)| format!("{h}:{p}")).collect(),
+                readable: s.replicas.iter().map(|(h, p)| format!("{h}:{p}")).collect(),
                 live: true,
                 epoch: 0,
             })

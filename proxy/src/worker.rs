@@ -131,7 +131,13 @@ impl Worker {
         BackendOpts {
             addr: addr.to_string(),
             wire,
-            timeout: pool.timeout_ms.map(Duration::from_millis),
+            // A dedicated connection carries blocking commands and transactions whose
+            // waits are the client's own business: the pool `timeout` is for shared ones.
+            timeout: if exclusive {
+                None
+            } else {
+                pool.timeout_ms.map(Duration::from_millis)
+            },
             handshake,
             retry: Duration::from_millis(pool.server_retry_timeout_ms.clamp(50, 1000)),
             exclusive,
@@ -224,15 +230,15 @@ pub fn pick_addr<'a>(
     last_write_us: u64,
 ) -> &'a str {
     let s = &pool.servers[idx];
-    if write || s.replicas.is_empty() {
+    if write || s.readable.is_empty() {
         return &s.primary;
     }
     match pool.cfg.read_policy {
         ReadPolicy::Primary => &s.primary,
-        ReadPolicy::ReplicaPreferred => &s.replicas[fastrand_index(s.replicas.len())],
+        ReadPolicy::ReplicaPreferred => &s.readable[fastrand_index(s.readable.len())],
         ReadPolicy::ReadYourWrites => {
             if last_write_us == 0 {
-                return &s.replicas[fastrand_index(s.replicas.len())];
+                return &s.readable[fastrand_index(s.readable.len())];
             }
             // A replica may serve this client once it has acknowledged an offset the
             // primary reached after the client's last write completed.
@@ -241,9 +247,9 @@ pub fn pick_addr<'a>(
                 return &s.primary;
             }
             let need = p.repl_offset.load(Ordering::Acquire);
-            let start = fastrand_index(s.replicas.len());
-            for k in 0..s.replicas.len() {
-                let r = &s.replicas[(start + k) % s.replicas.len()];
+            let start = fastrand_index(s.readable.len());
+            for k in 0..s.readable.len() {
+                let r = &s.readable[(start + k) % s.readable.len()];
                 if shared.health(r).repl_offset.load(Ordering::Acquire) >= need {
                     return r;
                 }
@@ -251,11 +257,11 @@ pub fn pick_addr<'a>(
             &s.primary
         }
         ReadPolicy::Any => {
-            let i = fastrand_index(s.replicas.len() + 1);
-            if i == s.replicas.len() {
+            let i = fastrand_index(s.readable.len() + 1);
+            if i == s.readable.len() {
                 &s.primary
             } else {
-                &s.replicas[i]
+                &s.readable[i]
             }
         }
     }

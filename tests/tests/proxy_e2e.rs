@@ -1257,8 +1257,6 @@ fn blocking_commands() {
 }
 
 #[test]
-#[ignore = "proxy bug: a client that disconnects while its BLPOP waits leaves the BLPOP \
-            running on the backend; it later pops (and loses) an element pushed by others"]
 fn blocking_pop_of_a_closed_client_is_cancelled() {
     let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
     let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
@@ -1364,8 +1362,6 @@ fn wait_does_not_block_other_clients() {
 }
 
 #[test]
-#[ignore = "proxy bug: the pool `timeout` also cuts blocking commands whose own timeout is \
-            longer (BLPOP k 1 under timeout: 300 answers an error instead of waiting)"]
 fn blocking_command_longer_than_pool_timeout() {
     let shards: Vec<ServerProc> = (0..2).map(|_| spawn_redis()).collect();
     let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
@@ -2045,16 +2041,12 @@ fn failover_promotes_replica() {
 }
 
 #[test]
-#[ignore = "proxy bug: replicas are never probed, so after a failover reads under \
-            read_policy replica-preferred go to the dead old primary (now listed as a replica)"]
 fn failover_with_replica_reads() {
     let f = failover(Some("replica-preferred"));
     check_after_failover(&f);
 }
 
 #[test]
-#[ignore = "proxy bug: a configuration reload that touches a pool rebuilds it from the file, \
-            forgetting a failover: writes go back to the demoted old primary (-READONLY)"]
 fn reload_after_failover_keeps_promoted_primary() {
     let mut f = failover(None);
     old_primary_returns(&mut f);
