@@ -23,7 +23,7 @@ use shoal_client::resp::{
 
 use crate::backend::{BackendConn, Batch, Failure, Reply, Wire};
 use crate::commands::{self, Keys, Merge, Route, Spec};
-use crate::config::ReadPolicy;
+use crate::config::{BackendKind, ReadPolicy};
 use crate::metrics::{self, Stats};
 use crate::topology::PoolView;
 use crate::worker::{pick_addr, Worker};
@@ -396,7 +396,9 @@ fn lane_of(ctx: &Ctx<'_>, spec: Option<&Spec>, sess: &Session) -> Option<usize> 
         return Some(*s);
     }
     let spec = spec?;
-    if spec.blocking || matches!(spec.route, Route::Session) && !eq(ctx.arg(0), b"WAIT") {
+    // WAIT on a Shoal pool runs on a dedicated connection too (see `session_command`).
+    let shared_wait = eq(ctx.arg(0), b"WAIT") && ctx.pool.cfg.backend != BackendKind::Shoal;
+    if spec.blocking || matches!(spec.route, Route::Session) && !shared_wait {
         // The server is not known before routing; any dedicated lane is a barrier.
         return Some(usize::MAX);
     }
@@ -939,19 +941,28 @@ fn session_command(
         targets = vec![first_live(ctx.pool)];
     }
     sess.written.iter_mut().for_each(|w| *w = false);
-    // Always the primary's shared connection, whatever the read policy: a replica refuses
-    // WAIT, and only the primary's connection carried the writes.
+    // Always a primary, whatever the read policy (a replica refuses WAIT). A Shoal
+    // server's WAIT waits for its replicas to reach its current offset, which covers this
+    // client's writes once their replies are in (the lane barrier before WAIT ensures
+    // that): it runs on a dedicated connection, so other clients do not queue behind it.
+    // redis-server's WAIT counts the calling connection's own writes, so there it must
+    // use the shared connection that carried them.
+    let dedicated = ctx.pool.cfg.backend == BackendKind::Shoal;
     let parts = targets
         .into_iter()
         .map(|s| {
-            let conn = ctx.worker.conn(
-                ctx.pool_idx,
-                &ctx.pool.cfg,
-                &ctx.pool.servers[s].primary,
-                wire_of(sess.proto),
-            );
+            let addr = &ctx.pool.servers[s].primary;
+            let wire = wire_of(sess.proto);
+            let conn = if dedicated {
+                ctx.worker.checkout(ctx.pool_idx, &ctx.pool.cfg, addr, wire)
+            } else {
+                ctx.worker.conn(ctx.pool_idx, &ctx.pool.cfg, addr, wire)
+            };
             let slot = ctx.batch.slot();
             conn.enqueue(&req, ctx.batch, slot);
+            if dedicated {
+                sess.held.push(conn);
+            }
             (slot, s)
         })
         .collect();
