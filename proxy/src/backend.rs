@@ -206,7 +206,7 @@ pub struct BackendConn {
     closed: Cell<bool>,
     /// Connect before the first request (`preconnect`).
     eager: Cell<bool>,
-    /// Requests sent / replies received (for INFO).
+    /// Requests queued since the last write (counted into the health's total per write).
     pub sent: Cell<u64>,
     /// Raw pushes (pub/sub) are forwarded here instead of to waiters.
     pub push_target: RefCell<Option<Rc<Batch>>>,
@@ -428,6 +428,12 @@ impl BackendConn {
                 if buf.is_empty() {
                     self.work().await;
                     continue;
+                }
+                let n = self.sent.replace(0);
+                if n > 0 {
+                    self.health
+                        .requests_total
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 }
                 if crate::io::write_all(stream, &buf).await.is_err() {
                     return Failure::Closed;

@@ -129,6 +129,7 @@ pub fn run(
         let mut mtime = loaded_mtime.or_else(|| path.as_deref().and_then(modified));
         let mut tracks: Vec<Vec<Track>> = Vec::new();
         let mut next_probe: Vec<Instant> = Vec::new();
+        let mut last_export = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let tick = tokio::time::sleep(Duration::from_millis(100));
             let reload = match hup.as_mut() {
@@ -149,6 +150,10 @@ pub fn run(
                 }
             }
             let topo = shared.topology();
+            if last_export.elapsed() >= Duration::from_secs(1) {
+                last_export = Instant::now();
+                export_metrics(&shared, &topo);
+            }
             tracks.resize(topo.pools.len(), Vec::new());
             next_probe.resize(topo.pools.len(), Instant::now());
             for pool in topo.pools.iter() {
@@ -167,6 +172,30 @@ pub fn run(
             }
         }
     });
+}
+
+/// Per-backend and per-pool series for `/metrics`.
+fn export_metrics(shared: &Shared, topo: &crate::topology::Topology) {
+    for (addr, h) in shared.all_health() {
+        let l = [("backend", addr)];
+        metrics::counter!("shoal_proxy_backend_requests_total", &l)
+            .absolute(h.requests_total.load(Ordering::Relaxed));
+        metrics::counter!("shoal_proxy_backend_failures_total", &l)
+            .absolute(h.failures_total.load(Ordering::Relaxed));
+        metrics::counter!("shoal_proxy_backend_connects_total", &l)
+            .absolute(h.connects_total.load(Ordering::Relaxed));
+        metrics::gauge!("shoal_proxy_backend_up", &l).set(if h.probe_ok.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    for p in &topo.pools {
+        let l = [("pool", p.cfg.name.clone())];
+        metrics::gauge!("shoal_proxy_pool_servers", &l).set(p.servers.len() as f64);
+        metrics::gauge!("shoal_proxy_pool_servers_live", &l)
+            .set(p.servers.iter().filter(|s| s.live).count() as f64);
+    }
 }
 
 fn modified(p: &Path) -> Option<SystemTime> {

@@ -26,6 +26,8 @@ pub struct ServerHealth {
     pub connects_total: AtomicU64,
     /// Whether the last probe answered.
     pub probe_ok: AtomicBool,
+    /// Requests written to this address (all threads).
+    pub requests_total: AtomicU64,
     /// Replication offset at the last sample (read-your-writes): a primary's
     /// `master_repl_offset`, or a replica's offset acknowledged to its primary.
     pub repl_offset: AtomicU64,
@@ -187,6 +189,14 @@ impl Shared {
         let version = t.version + 1;
         *t = Arc::new(Topology { version, pools });
         self.version.store(version, Ordering::Release);
+    }
+
+    /// Every address's health counters (for `/metrics`).
+    pub fn all_health(&self) -> Vec<(String, Arc<ServerHealth>)> {
+        self.health
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
     }
 
     /// Health counters of one address.
