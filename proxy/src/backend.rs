@@ -427,6 +427,9 @@ impl BackendConn {
                 }
                 if buf.is_empty() {
                     self.work().await;
+                    // Let every client task that is ready in this scheduler tick enqueue
+                    // its requests first: one write then carries all of them.
+                    tokio::task::yield_now().await;
                     continue;
                 }
                 let n = self.sent.replace(0);
