@@ -124,6 +124,11 @@ impl ProxyProc {
     /// Writes the pool file and starts the proxy (2 worker threads), waiting until every
     /// pool answers. Retries with fresh ports when one was taken meanwhile.
     pub fn start(pools: &[Pool]) -> ProxyProc {
+        Self::start_with_args(pools, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra command-line arguments.
+    pub fn start_with_args(pools: &[Pool], extra: &[String]) -> ProxyProc {
         let bin = shoal_proxy_bin();
         assert!(
             bin.is_file(),
@@ -133,7 +138,7 @@ impl ProxyProc {
         );
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::attempt(&bin, pools) {
+            match Self::attempt(&bin, pools, extra) {
                 Ok(p) => return p,
                 Err(msg) => last = msg,
             }
@@ -141,7 +146,7 @@ impl ProxyProc {
         panic!("shoal-proxy did not start after 3 attempts: {last}");
     }
 
-    fn attempt(bin: &Path, pools: &[Pool]) -> Result<ProxyProc, String> {
+    fn attempt(bin: &Path, pools: &[Pool], extra: &[String]) -> Result<ProxyProc, String> {
         let dir = std::env::temp_dir().join(format!(
             "shoal-proxy-test-{}-{}",
             std::process::id(),
@@ -164,6 +169,7 @@ impl ProxyProc {
             .arg("-c")
             .arg(&conf)
             .args(["--threads", "2", "--loglevel", "info"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

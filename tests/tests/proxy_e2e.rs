@@ -2066,3 +2066,53 @@ fn reload_after_failover_keeps_promoted_primary() {
         format!("127.0.0.1:{}", f.rport)
     );
 }
+
+/// `/metrics` (`--metrics-port`): per-command counters and latency histograms, per-backend
+/// request counts and probe state, per-pool live servers.
+#[test]
+fn metrics_endpoint() {
+    use std::io::{Read, Write};
+    let shard = spawn_redis();
+    let mport = free_port();
+    let proxy = ProxyProc::start_with_args(
+        &[Pool::redis("m").server("s0", shard.resp_port())],
+        &["--metrics-port".to_string(), mport.to_string()],
+    );
+    let mut c = RespConn::connect(proxy.port("m"));
+    for i in 0..25 {
+        assert_eq!(c.call(&["SET", &format!("k{i}"), "v"]), b"+OK\r\n");
+    }
+    let backend = format!("127.0.0.1:{}", shard.resp_port());
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", mport)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut last = String::new();
+    wait_until("metrics reflect the SETs", Duration::from_secs(10), || {
+        last = scrape().unwrap_or_default();
+        value(&last, "shoal_proxy_commands_total{pool=\"m\",cmd=\"SET\"}") == Some(25.0)
+            && value(
+                &last,
+                &format!("shoal_proxy_backend_requests_total{{backend=\"{backend}\"}}"),
+            )
+            .is_some_and(|v| v >= 25.0)
+            && value(
+                &last,
+                &format!("shoal_proxy_backend_up{{backend=\"{backend}\"}}"),
+            ) == Some(1.0)
+            && value(&last, "shoal_proxy_pool_servers_live{pool=\"m\"}") == Some(1.0)
+    });
+    assert!(
+        last.contains("shoal_proxy_command_duration_seconds_bucket{pool=\"m\",cmd=\"SET\""),
+        "no latency histogram in:\n{last}"
+    );
+}
