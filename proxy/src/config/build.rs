@@ -265,6 +265,34 @@ impl PoolBuilder<'_> {
         }
     }
 
+    /// A scalar naming one of `all` (hash, distribution, backend, read policy); an
+    /// unknown name is reported with the closest valid one and the full list.
+    fn named<T: Copy>(
+        &mut self,
+        key: &str,
+        v: &Node,
+        expected: &str,
+        all: &[T],
+        name: fn(T) -> &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let text = self.scalar(key, v, expected)?;
+        let found = parse(text);
+        if found.is_none() {
+            let names: Vec<&str> = all.iter().map(|&x| name(x)).collect();
+            let hint = did_you_mean(text, &names);
+            self.err(
+                v.line,
+                format!(
+                    "unknown {key} `{}`{hint} (valid: {})",
+                    clip(text),
+                    names.join(", ")
+                ),
+            );
+        }
+        found
+    }
+
     fn number(&mut self, key: &str, v: &Node, unit: &str, min: u64) -> Option<u64> {
         let expected = format!("a whole number{unit}");
         let text = self.scalar(key, v, &expected)?;
@@ -421,24 +449,14 @@ impl PoolBuilder<'_> {
 
         let hash = match raw.get("hash") {
             None => Some(default_hash()),
-            Some((_, v)) => self.scalar("hash", v, "a hash name").and_then(|text| {
-                match HashKind::from_name(text) {
-                    Some(h) => Some(h),
-                    None => {
-                        let names: Vec<&str> = HashKind::ALL.iter().map(|h| h.name()).collect();
-                        let hint = did_you_mean(text, &names);
-                        self.err(
-                            v.line,
-                            format!(
-                                "unknown hash `{}`{hint} (valid: {})",
-                                clip(text),
-                                names.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                }
-            }),
+            Some((_, v)) => self.named(
+                "hash",
+                v,
+                "a hash name",
+                &HashKind::ALL,
+                HashKind::name,
+                HashKind::from_name,
+            ),
         };
 
         let hash_tag = match raw.get("hash_tag") {
@@ -468,24 +486,14 @@ impl PoolBuilder<'_> {
 
         let distribution = match raw.get("distribution") {
             None => Some(default_distribution()),
-            Some((_, v)) => self
-                .scalar("distribution", v, "a distribution name")
-                .and_then(|text| match Distribution::from_name(text) {
-                    Some(d) => Some(d),
-                    None => {
-                        let names: Vec<&str> = Distribution::ALL.iter().map(|d| d.name()).collect();
-                        let hint = did_you_mean(text, &names);
-                        self.err(
-                            v.line,
-                            format!(
-                                "unknown distribution `{}`{hint} (valid: {})",
-                                clip(text),
-                                names.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                }),
+            Some((_, v)) => self.named(
+                "distribution",
+                v,
+                "a distribution name",
+                &Distribution::ALL,
+                Distribution::name,
+                Distribution::from_name,
+            ),
         };
 
         // twemproxy ignores a timeout <= 0: 0 means "wait forever" like an absent key.
@@ -524,21 +532,15 @@ impl PoolBuilder<'_> {
 
         // backend and the pool's protocol
         let backend_given = raw.get("backend").and_then(|(_, v)| {
-            let text = self.scalar("backend", v, "shoal, redis or memcached")?;
-            let b = BackendKind::from_name(text);
-            if b.is_none() {
-                let names: Vec<&str> = BackendKind::ALL.iter().map(|b| b.name()).collect();
-                let hint = did_you_mean(text, &names);
-                self.err(
-                    v.line,
-                    format!(
-                        "unknown backend `{}`{hint} (valid: {})",
-                        clip(text),
-                        names.join(", ")
-                    ),
-                );
-            }
-            b.map(|b| (b, v.line))
+            self.named(
+                "backend",
+                v,
+                "shoal, redis or memcached",
+                &BackendKind::ALL,
+                BackendKind::name,
+                BackendKind::from_name,
+            )
+            .map(|b| (b, v.line))
         });
         let redis = redis_given.unwrap_or(matches!(backend_given, Some((BackendKind::Redis, _))));
         let redis_line = raw.get("redis").map_or(0, |(_, v)| v.line);
@@ -589,21 +591,15 @@ impl PoolBuilder<'_> {
         }
 
         let read_policy_given = raw.get("read_policy").and_then(|(_, v)| {
-            let text = self.scalar("read_policy", v, "a read policy")?;
-            let p = ReadPolicy::from_name(text);
-            if p.is_none() {
-                let names: Vec<&str> = ReadPolicy::ALL.iter().map(|p| p.name()).collect();
-                let hint = did_you_mean(text, &names);
-                self.err(
-                    v.line,
-                    format!(
-                        "unknown read_policy `{}`{hint} (valid: {})",
-                        clip(text),
-                        names.join(", ")
-                    ),
-                );
-            }
-            p.map(|p| (p, v.line))
+            self.named(
+                "read_policy",
+                v,
+                "a read policy",
+                &ReadPolicy::ALL,
+                ReadPolicy::name,
+                ReadPolicy::from_name,
+            )
+            .map(|p| (p, v.line))
         });
         let read_policy = read_policy_given.map_or(ReadPolicy::Primary, |p| p.0);
         let failover_given = self.boolean(&raw, "failover");
