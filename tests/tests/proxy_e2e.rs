@@ -1061,8 +1061,7 @@ fn pubsub_through_proxy() {
 /// Subscription counts, patterns and leaving subscribed mode as with one Redis.
 #[test]
 fn pubsub_counts_and_patterns() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[Pool::redis("ps").key("hash", "murmur").servers(&ports)]);
     let port = proxy.port("ps");
     let [c1, c2, _] = spread_keys(port, &ports);
@@ -1102,8 +1101,7 @@ fn pubsub_counts_and_patterns() {
 /// SUBSCRIBE pipelined before it.
 #[test]
 fn pubsub_pipeline_order() {
-    let shards: Vec<ServerProc> = (0..2).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(2);
     let proxy = ProxyProc::start(&[Pool::redis("ps").key("hash", "murmur").servers(&ports)]);
     let mut sub = RespConn::connect(proxy.port("ps"));
     let mut req = encode_command(&["SUBSCRIBE", "ch"]);
@@ -1179,8 +1177,7 @@ fn hammer(port: u16, prefix: &str, clients: usize, rounds: usize) {
 
 #[test]
 fn concurrent_clients() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[Pool::redis("one").key("hash", "murmur").servers(&ports)]);
     hammer(proxy.port("one"), "one", 4, 40);
 }
@@ -1188,8 +1185,7 @@ fn concurrent_clients() {
 /// With `server_connections: 4` a client's pipeline still keeps its order.
 #[test]
 fn server_connections_keep_client_order() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[Pool::redis("four")
         .key("hash", "murmur")
         .key("server_connections", "4")
@@ -1226,8 +1222,7 @@ fn blocked_clients(ports: &[u16]) -> u64 {
 
 #[test]
 fn blocking_commands() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[Pool::redis("bl")
         .key("hash", "murmur")
         .key("hash_tag", "\"{}\"")
@@ -1258,8 +1253,7 @@ fn blocking_commands() {
 
 #[test]
 fn blocking_pop_of_a_closed_client_is_cancelled() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[Pool::redis("bl").key("hash", "murmur").servers(&ports)]);
     let port = proxy.port("bl");
     let mut a = RespConn::connect(port);
@@ -1285,8 +1279,7 @@ fn blocking_pop_of_a_closed_client_is_cancelled() {
 /// late reply is not handed to the next request.
 #[test]
 fn pool_timeout() {
-    let shards: Vec<ServerProc> = (0..2).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(2);
     let proxy = ProxyProc::start(&[Pool::redis("to")
         .key("hash", "murmur")
         .key("timeout", "300")
@@ -1365,8 +1358,7 @@ fn wait_does_not_block_other_clients() {
 
 #[test]
 fn blocking_command_longer_than_pool_timeout() {
-    let shards: Vec<ServerProc> = (0..2).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(2);
     let proxy = ProxyProc::start(&[Pool::redis("to")
         .key("hash", "murmur")
         .key("timeout", "300")
@@ -1570,8 +1562,7 @@ fn reloads(port: u16) -> u64 {
 /// rejected and the running configuration kept.
 #[test]
 fn config_reload() {
-    let shards: Vec<ServerProc> = (0..3).map(|_| spawn_redis()).collect();
-    let ports: Vec<u16> = shards.iter().map(ServerProc::resp_port).collect();
+    let (_shards, ports) = redis_shards(3);
     let proxy = ProxyProc::start(&[reload_pool(&ports[..2])]);
     let port = proxy.port("rl");
     let mut c = RespConn::connect(port);
@@ -2115,4 +2106,11 @@ fn metrics_endpoint() {
         last.contains("shoal_proxy_command_duration_seconds_bucket{pool=\"m\",cmd=\"SET\""),
         "no latency histogram in:\n{last}"
     );
+}
+
+/// `n` real redis-server shards and their RESP ports.
+fn redis_shards(n: usize) -> (Vec<ServerProc>, Vec<u16>) {
+    let shards: Vec<ServerProc> = (0..n).map(|_| spawn_redis()).collect();
+    let ports = shards.iter().map(ServerProc::resp_port).collect();
+    (shards, ports)
 }
