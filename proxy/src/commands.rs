@@ -66,6 +66,8 @@ pub enum Merge {
     Scan,
     /// SCRIPT LOAD / CONFIG SET: the first reply, after all succeeded.
     First,
+    /// WAIT: the smallest count.
+    Min,
 }
 
 /// Routing facts about one command.

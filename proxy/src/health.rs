@@ -211,12 +211,8 @@ async fn check_pool(
 ) {
     let mut servers = pool.servers.clone();
     let mut changed = false;
-    // Probe all primaries concurrently.
-    let probes = servers.iter().map(|s| {
-        let addr = s.primary.clone();
-        async move { probe(pool, &addr).await }
-    });
-    let results = futures_join_all(probes).await;
+    let primaries: Vec<String> = servers.iter().map(|s| s.primary.clone()).collect();
+    let results = probe_all(pool, &primaries).await;
     for (i, ok) in results.into_iter().enumerate() {
         let h = shared.health(&servers[i].primary);
         let t = &mut tracks[i];
@@ -246,11 +242,7 @@ async fn check_pool(
                     "pool {}: {} was promoted (epoch {epoch}) by another decider; following",
                     pool.cfg.name, addr
                 );
-                let old = std::mem::replace(&mut servers[i].primary, addr.clone());
-                servers[i].replicas.retain(|r| r != &addr);
-                servers[i].readable.retain(|r| r != &addr);
-                servers[i].replicas.push(old);
-                servers[i].epoch = epoch;
+                adopt_primary(&mut servers[i], &addr, epoch);
                 t.down_since = None;
                 changed = true;
                 continue;
@@ -262,11 +254,7 @@ async fn check_pool(
             && since.elapsed() >= Duration::from_millis(pool.cfg.failover_timeout_ms)
         {
             if let Some(new) = promote(pool, &servers[i]).await {
-                let old = std::mem::replace(&mut servers[i].primary, new.0.clone());
-                servers[i].replicas.retain(|r| r != &new.0);
-                servers[i].readable.retain(|r| r != &new.0);
-                servers[i].replicas.push(old);
-                servers[i].epoch = new.1;
+                adopt_primary(&mut servers[i], &new.0, new.1);
                 servers[i].live = true;
                 t.down_since = None;
                 t.ejected_until = None;
@@ -297,11 +285,7 @@ async fn check_pool(
         if s.replicas.is_empty() {
             continue;
         }
-        let probes = s.replicas.iter().map(|r| {
-            let r = r.clone();
-            async move { probe(pool, &r).await }
-        });
-        let ok = futures_join_all(probes).await;
+        let ok = probe_all(pool, &s.replicas).await;
         let readable: Vec<String> = s
             .replicas
             .iter()
@@ -334,33 +318,19 @@ async fn check_pool(
     }
 }
 
-async fn futures_join_all<F: std::future::Future<Output = bool>>(
-    futs: impl Iterator<Item = F>,
-) -> Vec<bool> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    // Small pools: run them concurrently with a JoinSet-free select over pinned futures.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<bool>> = vec![None; pinned.len()];
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.extend(done.into_iter().map(|d| d.unwrap_or(false)));
-    out
+/// Makes replica `addr` the primary of `s` at `epoch`; the old primary becomes a replica
+/// (not readable until a probe finds it answering).
+fn adopt_primary(s: &mut crate::topology::ServerView, addr: &str, epoch: u64) {
+    let old = std::mem::replace(&mut s.primary, addr.to_string());
+    s.replicas.retain(|r| r != addr);
+    s.readable.retain(|r| r != addr);
+    s.replicas.push(old);
+    s.epoch = epoch;
+}
+
+/// Probes every address concurrently; one result per address, in order.
+async fn probe_all(pool: &PoolView, addrs: &[String]) -> Vec<bool> {
+    futures_util::future::join_all(addrs.iter().map(|a| probe(pool, a))).await
 }
 
 fn split_addr(addr: &str) -> (&str, &str) {

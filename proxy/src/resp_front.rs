@@ -555,13 +555,11 @@ fn route(
                 Ok(s) => s.unwrap_or_else(|| first_live(ctx.pool)),
                 Err(()) => return local_error(local, CROSSSLOT),
             };
-            if let Some((p, conn)) = &sess.pinned {
+            if let Some((p, _)) = &sess.pinned {
                 if *p != server {
                     return local_error(local, CROSSSLOT);
                 }
-                let slot = ctx.batch.slot();
-                conn.enqueue(ctx.request(scratch), ctx.batch, slot);
-                return Out::Slot(slot);
+                return pinned_send(ctx, sess, scratch);
             }
             if spec.blocking {
                 let addr = ctx.pool.servers[server].primary.clone();
@@ -729,8 +727,17 @@ fn scan(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out {
     Out::Gather(Box::new(Gather {
         merge: Merge::Scan,
         parts: vec![(slot, server)],
-        order: vec![n as u16],
+        order: Vec::new(),
     }))
+}
+
+/// Sends a one-word command (MULTI, DISCARD, UNWATCH) whose reply the client never sees;
+/// the batch still waits for it, so the connection is in step before it is returned.
+fn send_hidden(ctx: &Ctx<'_>, conn: &BackendConn, cmd: &[u8]) {
+    let mut b = BytesMut::new();
+    encode_command(&[cmd], &mut b);
+    let slot = ctx.batch.slot();
+    conn.enqueue(&b, ctx.batch, slot);
 }
 
 fn pinned_send(ctx: &Ctx<'_>, sess: &mut Session, scratch: &mut BytesMut) -> Out {
@@ -790,14 +797,10 @@ fn queue_in_multi(
     // First command of the transaction: pin its server and open the MULTI there.
     let server = server.unwrap_or_else(|| first_live(ctx.pool));
     let conn = pin(ctx, sess, server);
-    let mut m = BytesMut::new();
-    encode_command(&[b"MULTI"], &mut m);
-    let swallowed = ctx.batch.slot();
-    conn.enqueue(&m, ctx.batch, swallowed);
+    send_hidden(ctx, &conn, b"MULTI");
     let slot = ctx.batch.slot();
     conn.enqueue(ctx.request(scratch), ctx.batch, slot);
     sess.written[server] = true;
-    let _ = swallowed;
     Out::Slot(slot)
 }
 
@@ -834,11 +837,7 @@ fn session_command(
             // Redis rejects EXEC itself with EXECABORT and discards the transaction and
             // the watched keys, inside MULTI or not.
             if let Some(conn) = sess.pinned.as_ref().map(|(_, c)| c.clone()) {
-                let mut d = BytesMut::new();
-                let cmd: &[u8] = if sess.multi { b"DISCARD" } else { b"UNWATCH" };
-                encode_command(&[cmd], &mut d);
-                let slot = ctx.batch.slot();
-                conn.enqueue(&d, ctx.batch, slot);
+                send_hidden(ctx, &conn, if sess.multi { b"DISCARD" } else { b"UNWATCH" });
                 unpin(ctx, sess);
             }
             sess.multi = false;
@@ -879,11 +878,7 @@ fn session_command(
         }
         let out = if exec && aborted {
             let (_, conn) = sess.pinned.as_ref().expect("pinned");
-            let mut d = BytesMut::new();
-            encode_command(&[b"DISCARD"], &mut d);
-            let slot = ctx.batch.slot();
-            conn.enqueue(&d, ctx.batch, slot);
-            let _ = slot;
+            send_hidden(ctx, conn, b"DISCARD");
             local_error(
                 local,
                 "EXECABORT Transaction discarded because of previous errors.",
@@ -967,9 +962,9 @@ fn session_command(
         })
         .collect();
     Out::Gather(Box::new(Gather {
-        merge: Merge::First, // replaced below: WAIT takes the minimum
+        merge: Merge::Min,
         parts,
-        order: vec![u16::MAX],
+        order: Vec::new(),
     }))
 }
 
@@ -1475,12 +1470,11 @@ fn merge(
         })
         .collect();
     let mut w = ReplyWriter::new(wbuf, proto);
-    if g.order.first() == Some(&u16::MAX) {
-        // WAIT: the smallest count.
-        let min = data.iter().filter_map(|b| integer(b)).min().unwrap_or(0);
-        return w.int(min);
-    }
     match g.merge {
+        Merge::Min => {
+            let min = data.iter().filter_map(|b| integer(b)).min().unwrap_or(0);
+            w.int(min);
+        }
         Merge::Sum => {
             let sum: i64 = data.iter().filter_map(|b| integer(b)).sum();
             w.int(sum);
