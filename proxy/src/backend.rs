@@ -315,13 +315,6 @@ impl BackendConn {
         self.kick();
     }
 
-    /// Sends `req` with no reply expected in order (a subscribed connection's commands:
-    /// their confirmations arrive as pushed frames).
-    pub fn send_raw(&self, req: &[u8]) {
-        self.q.borrow_mut().out.extend_from_slice(req);
-        self.kick();
-    }
-
     /// Closes the connection: in-flight requests fail, the task ends.
     pub fn close(&self) {
         self.closed.set(true);
