@@ -1,5 +1,5 @@
 //! What the proxy says about itself: `INFO` (server, clients, proxy sections) and the
-//! `SHOAL` admin commands (`SHOAL TOPOLOGY`).
+//! `SHOAL` admin commands (`SHOAL TOPOLOGY`, `SHOAL RESHARD …`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -43,6 +43,11 @@ pub fn info(worker: &Worker, pool_idx: usize) -> String {
         Stats::get(&st.reloads),
         topo.version,
     );
+    let _ = write!(
+        s,
+        "\r\n# Reshard\r\n{}",
+        worker.shared.reshard.status_text()
+    );
     for (pi, p) in topo.pools.iter().enumerate() {
         let _ = write!(
             s,
@@ -75,13 +80,35 @@ pub fn info(worker: &Worker, pool_idx: usize) -> String {
 }
 
 /// `SHOAL <subcommand>`: `TOPOLOGY` lists every pool's servers as
-/// `[pool, name, primary, [replicas…], state, epoch]` arrays.
-pub fn shoal_command(worker: &Worker, args: &Args, buf: &[u8], local: &mut BytesMut, proto: Proto) {
+/// `[pool, name, primary, [replicas…], state, epoch]` arrays; `RESHARD` see [`reshard`].
+pub fn shoal_command(
+    worker: &Worker,
+    pool_idx: usize,
+    args: &Args,
+    buf: &[u8],
+    local: &mut BytesMut,
+    proto: Proto,
+) {
     let sub = if args.len() >= 2 {
         args.get(buf, 1).to_ascii_uppercase()
     } else {
         Vec::new()
     };
+    if sub == b"RESHARD" {
+        let words: Vec<String> = (2..args.len())
+            .map(|i| String::from_utf8_lossy(args.get(buf, i)).into_owned())
+            .collect();
+        match reshard(worker, pool_idx, &words) {
+            Ok(Some(text)) => ReplyWriter::new(local, proto).bulk(text.as_bytes()),
+            Ok(None) => local.put_slice(b"+OK\r\n"),
+            Err(e) => {
+                local.put_u8(b'-');
+                local.put_slice(e.replace(['\r', '\n'], " ").as_bytes());
+                local.put_slice(b"\r\n");
+            }
+        }
+        return;
+    }
     let mut w = ReplyWriter::new(local, proto);
     if sub == b"TOPOLOGY" && args.len() == 2 {
         let topo = worker.topology();
@@ -108,6 +135,90 @@ pub fn shoal_command(worker: &Worker, args: &Args, buf: &[u8], local: &mut Bytes
             w.int(s.epoch as i64);
         }
     } else {
-        local.put_slice(b"-ERR unknown SHOAL subcommand (try SHOAL TOPOLOGY)\r\n");
+        local.put_slice(
+            b"-ERR unknown SHOAL subcommand (try SHOAL TOPOLOGY or SHOAL RESHARD STATUS)\r\n",
+        );
     }
+}
+
+const RESHARD_USAGE: &str = "ERR usage: SHOAL RESHARD ADD host:port[:weight] [name] | REMOVE name | WEIGHT name weight | STATUS | PAUSE | RESUME | CANCEL | RATE keys-per-sec [bytes-per-sec]";
+
+/// `SHOAL RESHARD …` on the pool this client is connected to: Ok(Some(text)) for STATUS,
+/// Ok(None) for +OK.
+fn reshard(worker: &Worker, pool_idx: usize, words: &[String]) -> Result<Option<String>, String> {
+    use crate::reshard::Request;
+    let ctl = &worker.shared.reshard;
+    let Some(op) = words.first().map(|w| w.to_ascii_uppercase()) else {
+        return Err(RESHARD_USAGE.into());
+    };
+    let num = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("ERR invalid number '{s}'"))
+    };
+    match (op.as_str(), words.len()) {
+        ("STATUS", 1) => Ok(Some(ctl.status_text())),
+        ("PAUSE" | "RESUME" | "CANCEL", 1) => ctl.control(&op).map(|()| None),
+        ("RATE", 2 | 3) => {
+            let keys = num(&words[1])?;
+            let bytes = words.get(2).map(|b| num(b)).transpose()?;
+            ctl.set_rate(keys, bytes);
+            Ok(None)
+        }
+        ("ADD", 2 | 3) => {
+            let (host, port, weight) = parse_server(&words[1])?;
+            ctl.request(Request::Add {
+                pool: pool_idx,
+                host,
+                port,
+                weight,
+                name: words.get(2).cloned(),
+            })
+            .map(|()| None)
+        }
+        ("REMOVE", 2) => ctl
+            .request(Request::Remove {
+                pool: pool_idx,
+                name: words[1].clone(),
+            })
+            .map(|()| None),
+        ("WEIGHT", 3) => {
+            let weight = u32::try_from(num(&words[2])?)
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or("ERR weight must be a positive integer")?;
+            ctl.request(Request::Weight {
+                pool: pool_idx,
+                name: words[1].clone(),
+                weight,
+            })
+            .map(|()| None)
+        }
+        _ => Err(RESHARD_USAGE.into()),
+    }
+}
+
+/// `host:port[:weight]` (IPv6 hosts in brackets).
+fn parse_server(s: &str) -> Result<(String, u16, u32), String> {
+    let bad = || format!("ERR invalid server '{s}' (want host:port[:weight])");
+    let (host, rest) = if let Some(r) = s.strip_prefix('[') {
+        let (h, rest) = r.split_once(']').ok_or_else(bad)?;
+        (h.to_string(), rest.strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        let (h, rest) = s.split_once(':').ok_or_else(bad)?;
+        (h.to_string(), rest)
+    };
+    let mut parts = rest.split(':');
+    let port: u16 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(bad)?;
+    let weight: u32 = match parts.next() {
+        Some(w) => w.parse().ok().filter(|w| *w > 0).ok_or_else(bad)?,
+        None => 1,
+    };
+    if parts.next().is_some() || host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host, port, weight))
 }

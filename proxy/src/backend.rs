@@ -125,6 +125,11 @@ impl Batch {
         std::mem::take(&mut self.slots.borrow_mut()[slot as usize])
     }
 
+    /// The reply of `slot`, left in place.
+    pub fn peek(&self, slot: u32) -> Reply {
+        self.slots.borrow()[slot as usize].clone()
+    }
+
     /// Waits until every slot is filled.
     pub async fn wait(&self) {
         std::future::poll_fn(|cx| {

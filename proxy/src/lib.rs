@@ -11,6 +11,7 @@
 //! ([`shoal_client::ring`]), so a nutcracker pool can be replaced in place.
 
 pub mod admin;
+pub mod ask;
 pub mod backend;
 pub mod commands;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod io;
 pub mod mc_front;
 pub mod metrics;
+pub mod reshard;
 pub mod resp_front;
 pub mod server;
 pub mod topology;

@@ -26,6 +26,10 @@ struct Cli {
     /// Address for /metrics.
     #[arg(long, default_value = "127.0.0.1")]
     metrics_bind: std::net::IpAddr,
+    /// Where live-reshard state is kept (default: the config file's path + `.reshard`);
+    /// a restarted proxy finishes or resumes the reshard recorded there.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     loglevel: String,
@@ -76,6 +80,11 @@ fn main() -> std::process::ExitCode {
         metrics_bind: cli.metrics_bind,
         config_path: Some(cli.config.clone()),
         config_mtime,
+        state_file: Some(cli.state_file.clone().unwrap_or_else(|| {
+            let mut p = cli.config.clone().into_os_string();
+            p.push(".reshard");
+            PathBuf::from(p)
+        })),
     };
     let proxy = match shoal_proxy::server::start(cfg, opts) {
         Ok(p) => p,

@@ -8,6 +8,7 @@
 //! A multi-key `get`/`gets`/`gat`/`gats` becomes one request per backend, and the `VALUE`
 //! blocks are merged back in the client's key order.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use shoal_client::memcache::scan::value_block;
 use shoal_client::memcache::{decode, McDecoded, McLimits, MetaCmd, Request};
 
+use crate::ask::Ask;
 use crate::backend::{Batch, Failure, Reply, Wire};
 use crate::metrics::{self, Stats};
 use crate::topology::PoolView;
@@ -74,6 +76,7 @@ where
     let mut need_read = true;
     let mut pool = worker.topology().pools[pool_idx].clone();
     let mut pool_version = worker.shared.version();
+    let asks: RefCell<Vec<Ask>> = RefCell::new(Vec::new());
     'conn: loop {
         if swallow > 0 && !rbuf.is_empty() {
             let n = swallow.min(rbuf.len());
@@ -150,6 +153,8 @@ where
                         raw,
                         &mut local,
                         &mut scratch,
+                        &asks,
+                        outs.len(),
                     );
                     outs.push(out);
                 }
@@ -162,6 +167,36 @@ where
         }
         Stats::add(&worker.stats.requests, n as u64);
         batch.wait().await;
+        if !asks.borrow().is_empty() {
+            let mut list = std::mem::take(&mut *asks.borrow_mut());
+            crate::ask::resolve(
+                &mut list,
+                &batch,
+                true,
+                |a, to_new, bytes| {
+                    let idx = if to_new { a.dst } else { a.src };
+                    let conn = worker.conn(
+                        pool_idx,
+                        &pool.cfg,
+                        &pool.servers[idx].primary,
+                        Wire::Memcache,
+                    );
+                    let slot = batch.slot();
+                    conn.enqueue(bytes, &batch, slot);
+                    slot
+                },
+                |out, part, slot| match &mut outs[out] {
+                    Out::Slot(s, _) => *s = slot,
+                    Out::Get { parts, .. } | Out::All { parts, .. } => {
+                        if let Some(p) = parts.get_mut(part) {
+                            *p = slot;
+                        }
+                    }
+                    Out::Local(_) => {}
+                },
+            )
+            .await;
+        }
         metrics::record_batch(pool_idx, &ids, started);
         ids.clear();
         assemble(&outs, &batch, &local, &mut wbuf, &worker.stats);
@@ -221,12 +256,35 @@ fn route(
     raw: &[u8],
     local: &mut BytesMut,
     scratch: &mut BytesMut,
+    asks: &RefCell<Vec<Ask>>,
+    out_idx: usize,
 ) -> Out {
     let send = |key: &[u8], write: bool, bytes: &[u8]| -> u32 {
-        let idx = pool.locate(key).unwrap_or(0);
+        let (idx, dst) = pool.route(key);
+        let slot = batch.slot();
+        if idx != dst {
+            // A key a reshard is moving: ask its old owner (see crate::ask).
+            let mut w = BytesMut::new();
+            crate::ask::wrap_memcache(bytes, &mut w);
+            let conn = worker.conn(
+                pool_idx,
+                &pool.cfg,
+                &pool.servers[idx].primary,
+                Wire::Memcache,
+            );
+            conn.enqueue(&w, batch, slot);
+            asks.borrow_mut().push(Ask {
+                out: out_idx,
+                part: usize::MAX,
+                src: idx,
+                dst,
+                plain: Bytes::copy_from_slice(bytes),
+                slot,
+            });
+            return slot;
+        }
         let addr = pick_addr(&worker.shared, pool, idx, write, u64::MAX);
         let conn = worker.conn(pool_idx, &pool.cfg, addr, Wire::Memcache);
-        let slot = batch.slot();
         conn.enqueue(bytes, batch, slot);
         slot
     };
@@ -243,6 +301,7 @@ fn route(
                 keys.iter().collect(),
                 raw,
                 &send,
+                asks,
             )
         }
         Request::Gat { exptime, keys, cas } => {
@@ -257,6 +316,7 @@ fn route(
                 keys.iter().collect(),
                 raw,
                 &send,
+                asks,
             )
         }
         Request::Store { key, noreply, .. } => {
@@ -400,6 +460,7 @@ fn multi_get(
     keys: Vec<&[u8]>,
     raw: &[u8],
     send: &SendFn<'_>,
+    asks: &RefCell<Vec<Ask>>,
 ) -> Out {
     let write = exptime.is_some();
     if keys.len() == 1 {
@@ -410,11 +471,16 @@ fn multi_get(
     let mut servers: Vec<usize> = Vec::new();
     let mut order = Vec::with_capacity(keys.len());
     let mut reqs: Vec<BytesMut> = Vec::new();
+    // A key a reshard is moving gets a part of its own (asked about on its old owner).
+    let mut moving: Vec<Option<&[u8]>> = Vec::new();
     for k in &keys {
-        let s = pool.locate(k).unwrap_or(0);
-        if part_of[s] < 0 {
-            part_of[s] = servers.len() as i32;
+        let (s, dst) = pool.route(k);
+        if s != dst || part_of[s] < 0 {
+            if s == dst {
+                part_of[s] = servers.len() as i32;
+            }
             servers.push(s);
+            moving.push((s != dst).then_some(*k));
             let mut r = BytesMut::with_capacity(64);
             r.put_slice(verb);
             if let Some(e) = exptime {
@@ -422,7 +488,11 @@ fn multi_get(
             }
             reqs.push(r);
         }
-        let p = part_of[s] as usize;
+        let p = if s == dst {
+            part_of[s] as usize
+        } else {
+            servers.len() - 1
+        };
         reqs[p].put_u8(b' ');
         reqs[p].put_slice(k);
         order.push(p as u16);
@@ -430,6 +500,13 @@ fn multi_get(
     let mut parts = Vec::with_capacity(servers.len());
     for (p, &s) in servers.iter().enumerate() {
         reqs[p].put_slice(b"\r\n");
+        if let Some(k) = moving[p] {
+            parts.push(send(k, write, &reqs[p]));
+            if let Some(a) = asks.borrow_mut().last_mut() {
+                a.part = p;
+            }
+            continue;
+        }
         let addr = pick_addr(&worker.shared, pool, s, write, u64::MAX);
         let conn = worker.conn(pool_idx, &pool.cfg, addr, Wire::Memcache);
         let slot = batch.slot();

@@ -21,6 +21,7 @@ use shoal_client::resp::{
     decode_request, encode_command, Args, Decoded, Limits, Proto, ReplyWriter,
 };
 
+use crate::ask::Ask;
 use crate::backend::{BackendConn, Batch, Failure, Reply, Wire};
 use crate::commands::{self, Keys, Merge, Route, Spec};
 use crate::config::{BackendKind, ReadPolicy};
@@ -82,6 +83,14 @@ struct Session {
     last_write_us: Vec<u64>,
     /// The lane of the last routed request: None = shared connections.
     lane: Option<usize>,
+    /// Requests of this batch sent to a moving key's old owner, resolved after it.
+    asks: Vec<Ask>,
+    /// One of them is a blocking command (resolved on dedicated connections).
+    blocking_asks: bool,
+    /// Index of the output being routed.
+    out_idx: usize,
+    /// Scratch for wrapped requests.
+    wrap: BytesMut,
 }
 
 impl Session {
@@ -151,6 +160,10 @@ where
         batch_writes: Vec::new(),
         last_write_us: vec![0; nservers],
         lane: None,
+        asks: Vec::new(),
+        blocking_asks: false,
+        out_idx: 0,
+        wrap: BytesMut::new(),
     };
     let mut scratch = BytesMut::new();
     let mut key_idx = Vec::new();
@@ -238,6 +251,7 @@ where
             if lane != sess.lane && n > 0 {
                 break;
             }
+            sess.out_idx = outs.len();
             let out = route(
                 &ctx,
                 spec,
@@ -283,6 +297,9 @@ where
                 }
                 break 'conn;
             }
+        }
+        if !sess.asks.is_empty() {
+            resolve_asks(&worker, &pool, pool_idx, &batch, &mut sess, &mut outs).await;
         }
         metrics::record_batch(pool_idx, &ids, started);
         ids.clear();
@@ -336,6 +353,53 @@ where
     for c in sess.held.drain(..) {
         c.close();
     }
+}
+
+/// Sends moving keys' requests on to their new owners (or asks again) until every one
+/// has its final reply (see [`crate::ask`]).
+async fn resolve_asks(
+    worker: &Rc<Worker>,
+    pool: &Arc<PoolView>,
+    pool_idx: usize,
+    batch: &Rc<Batch>,
+    sess: &mut Session,
+    outs: &mut [Out],
+) {
+    let mut asks = std::mem::take(&mut sess.asks);
+    let wire = wire_of(sess.proto);
+    let blocking = std::mem::take(&mut sess.blocking_asks);
+    let held = &mut sess.held;
+    crate::ask::resolve(
+        &mut asks,
+        batch,
+        false,
+        |a, to_new, bytes| {
+            let idx = if to_new { a.dst } else { a.src };
+            let addr = &pool.servers[idx].primary;
+            let slot = batch.slot();
+            if blocking {
+                // Blocking commands of the batch wait on dedicated connections.
+                let conn = worker.checkout(pool_idx, &pool.cfg, addr, wire);
+                conn.enqueue(bytes, batch, slot);
+                held.push(conn);
+            } else {
+                worker
+                    .conn(pool_idx, &pool.cfg, addr, wire)
+                    .enqueue(bytes, batch, slot);
+            }
+            slot
+        },
+        |out, part, slot| match &mut outs[out] {
+            Out::Slot(s) => *s = slot,
+            Out::Gather(g) => {
+                if let Some(p) = g.parts.get_mut(part) {
+                    p.0 = slot;
+                }
+            }
+            Out::Local(_) => {}
+        },
+    )
+    .await;
 }
 
 /// Resolves when a subscribed connection has frames for the client.
@@ -439,8 +503,17 @@ fn wrong_args(local: &mut BytesMut, name: &[u8]) -> Out {
     local_error(local, &msg)
 }
 
-/// The server owning every key of the request, or Err(()) when they are on several.
-fn keys_server(ctx: &Ctx<'_>, spec: &Spec, key_idx: &mut Vec<usize>) -> Result<Option<usize>, ()> {
+/// `TRYAGAIN` for a transaction or WATCH on a key a reshard is moving.
+const MOVING: &str =
+    "TRYAGAIN shoal-proxy: a key of this transaction is being resharded, retry shortly";
+
+/// The (old, new) owners shared by every key of the request (equal unless a reshard moves
+/// them); Ok(None) for a keyless request, Err(()) when the keys are on several servers.
+fn keys_owners(
+    ctx: &Ctx<'_>,
+    spec: &Spec,
+    key_idx: &mut Vec<usize>,
+) -> Result<Option<(usize, usize)>, ()> {
     let numkeys = match spec.keys {
         Keys::NumKeys { pos, .. } if pos > 0 && pos < ctx.argc() => {
             std::str::from_utf8(ctx.arg(pos))
@@ -452,17 +525,31 @@ fn keys_server(ctx: &Ctx<'_>, spec: &Spec, key_idx: &mut Vec<usize>) -> Result<O
     if !commands::key_indices(spec.keys, ctx.argc(), numkeys, key_idx) {
         return Ok(None);
     }
-    let mut server = None;
+    let mut owners = None;
     for &i in key_idx.iter() {
-        let s = ctx.pool.locate(ctx.arg(i));
-        match (server, s) {
-            (_, None) => return Ok(None),
-            (None, s) => server = s,
-            (Some(a), Some(b)) if a != b => return Err(()),
+        let o = ctx.pool.route(ctx.arg(i));
+        match owners {
+            None => owners = Some(o),
+            Some(p) if p != o => return Err(()),
             _ => {}
         }
     }
-    Ok(server)
+    Ok(owners)
+}
+
+/// The server owning every key of a request that needs one server for a while
+/// (transactions, WATCH): Err(message) when the keys are on several, or moving.
+fn keys_server(
+    ctx: &Ctx<'_>,
+    spec: &Spec,
+    key_idx: &mut Vec<usize>,
+) -> Result<Option<usize>, &'static str> {
+    match keys_owners(ctx, spec, key_idx) {
+        Ok(Some((s, d))) if s == d => Ok(Some(s)),
+        Ok(Some(_)) => Err(MOVING),
+        Ok(None) => Ok(None),
+        Err(()) => Err(CROSSSLOT),
+    }
 }
 
 fn random_live(pool: &PoolView) -> usize {
@@ -501,6 +588,39 @@ fn send(ctx: &Ctx<'_>, sess: &mut Session, idx: usize, write: bool, req: &[u8]) 
         }
     }
     conn.enqueue(req, ctx.batch, slot);
+    slot
+}
+
+/// Sends `req` for a key with owners `(old, new)`: plainly when they agree, else wrapped
+/// in `SHOAL.ASK` to the old owner's primary (see [`crate::ask`]); returns its slot.
+fn send_to(
+    ctx: &Ctx<'_>,
+    sess: &mut Session,
+    (src, dst): (usize, usize),
+    part: usize,
+    write: bool,
+    req: &[u8],
+) -> u32 {
+    if src == dst {
+        return send(ctx, sess, src, write, req);
+    }
+    crate::ask::wrap_resp(req, &mut sess.wrap);
+    let conn = ctx.worker.conn(
+        ctx.pool_idx,
+        &ctx.pool.cfg,
+        &ctx.pool.servers[src].primary,
+        wire_of(sess.proto),
+    );
+    let slot = ctx.batch.slot();
+    conn.enqueue(&sess.wrap, ctx.batch, slot);
+    sess.asks.push(Ask {
+        out: sess.out_idx,
+        part,
+        src,
+        dst,
+        plain: Bytes::copy_from_slice(req),
+        slot,
+    });
     slot
 }
 
@@ -551,11 +671,18 @@ fn route(
     }
     match spec.route {
         Route::Keyed => {
-            let server = match keys_server(ctx, spec, key_idx) {
-                Ok(s) => s.unwrap_or_else(|| first_live(ctx.pool)),
+            let (server, dst) = match keys_owners(ctx, spec, key_idx) {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    let s = first_live(ctx.pool);
+                    (s, s)
+                }
                 Err(()) => return local_error(local, CROSSSLOT),
             };
             if let Some((p, _)) = &sess.pinned {
+                if server != dst {
+                    return local_error(local, MOVING);
+                }
                 if *p != server {
                     return local_error(local, CROSSSLOT);
                 }
@@ -567,13 +694,36 @@ fn route(
                     ctx.worker
                         .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
                 let slot = ctx.batch.slot();
-                conn.enqueue(ctx.request(scratch), ctx.batch, slot);
+                let req = ctx.request(scratch);
+                if server == dst {
+                    conn.enqueue(req, ctx.batch, slot);
+                } else {
+                    let mut w = BytesMut::new();
+                    crate::ask::wrap_resp(req, &mut w);
+                    conn.enqueue(&w, ctx.batch, slot);
+                    sess.asks.push(Ask {
+                        out: sess.out_idx,
+                        part: usize::MAX,
+                        src: server,
+                        dst,
+                        plain: Bytes::copy_from_slice(req),
+                        slot,
+                    });
+                    sess.blocking_asks = true;
+                }
                 sess.written[server] = true;
                 sess.held.push(conn);
                 return Out::Slot(slot);
             }
             let req = ctx.request(scratch);
-            Out::Slot(send(ctx, sess, server, spec.write, req))
+            Out::Slot(send_to(
+                ctx,
+                sess,
+                (server, dst),
+                usize::MAX,
+                spec.write,
+                req,
+            ))
         }
         Route::Split(merge) => split(ctx, sess, spec, merge, local, key_idx),
         Route::Broadcast(merge) => broadcast(ctx, sess, spec, merge, local, scratch),
@@ -635,18 +785,40 @@ fn split(
     let mut order: Vec<u16> = Vec::with_capacity(key_idx.len());
     let mut part_of_server: Vec<i32> = vec![-1; n];
     let mut parts_servers: Vec<usize> = Vec::new();
+    let mut parts = Vec::with_capacity(4);
+    let name = ctx.arg(0);
+    let mut req = BytesMut::new();
     for &i in key_idx.iter() {
-        let s = ctx.pool.locate(ctx.arg(i)).unwrap_or(0);
+        let (s, dst) = ctx.pool.route(ctx.arg(i));
+        if s != dst {
+            // A moving key is asked about on its own.
+            req.clear();
+            if step == 2 {
+                encode_command(&[name, ctx.arg(i), ctx.arg(i + 1)], &mut req);
+            } else {
+                encode_command(&[name, ctx.arg(i)], &mut req);
+            }
+            order.push((parts_servers.len() + parts.len()) as u16);
+            let part = order[order.len() - 1] as usize;
+            parts.push((
+                part,
+                send_to(ctx, sess, (s, dst), part, spec.write, &req),
+                s,
+            ));
+            continue;
+        }
         if part_of_server[s] < 0 {
-            part_of_server[s] = parts_servers.len() as i32;
+            part_of_server[s] = (parts_servers.len() + parts.len()) as i32;
             parts_servers.push(s);
         }
         per[s].push(i);
         order.push(part_of_server[s] as u16);
     }
-    let mut parts = Vec::with_capacity(parts_servers.len());
-    let mut req = BytesMut::new();
-    let name = ctx.arg(0);
+    let total = parts_servers.len() + parts.len();
+    let mut all: Vec<(u32, usize)> = vec![(0, 0); total];
+    for (p, slot, s) in parts {
+        all[p] = (slot, s);
+    }
     for &s in &parts_servers {
         req.clear();
         let idxs = &per[s];
@@ -660,14 +832,18 @@ fn split(
         }
         encode_command(&v, &mut req);
         let slot = send(ctx, sess, s, spec.write, &req);
-        parts.push((slot, s));
+        all[part_of_server[s] as usize] = (slot, s);
     }
-    if parts.len() == 1 && merge != Merge::Values {
-        return Out::Slot(parts[0].0);
+    if all.len() == 1 && merge != Merge::Values {
+        // A single part: its ask (if any) points at the whole output.
+        if let Some(a) = sess.asks.last_mut().filter(|a| a.out == sess.out_idx) {
+            a.part = usize::MAX;
+        }
+        return Out::Slot(all[0].0);
     }
     Out::Gather(Box::new(Gather {
         merge,
-        parts,
+        parts: all,
         order,
     }))
 }
@@ -780,9 +956,9 @@ fn queue_in_multi(
     let server = match spec.route {
         Route::Keyed | Route::Split(_) => match keys_server(ctx, spec, key_idx) {
             Ok(s) => s,
-            Err(()) => {
+            Err(e) => {
                 sess.multi_aborted = true;
-                return local_error(local, CROSSSLOT);
+                return local_error(local, e);
             }
         },
         _ => None,
@@ -898,7 +1074,7 @@ fn session_command(
         }
         let server = match keys_server(ctx, spec, key_idx) {
             Ok(s) => s.unwrap_or(0),
-            Err(()) => return local_error(local, CROSSSLOT),
+            Err(e) => return local_error(local, e),
         };
         if let Some((p, _)) = &sess.pinned {
             if *p != server {
@@ -1225,7 +1401,7 @@ fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out
     }
     if eq(name, b"SHOAL") {
         let start = local.len();
-        crate::admin::shoal_command(ctx.worker, ctx.args, ctx.buf, local, proto);
+        crate::admin::shoal_command(ctx.worker, ctx.pool_idx, ctx.args, ctx.buf, local, proto);
         return Out::Local(start..local.len());
     }
     local_error(local, "ERR unknown command")

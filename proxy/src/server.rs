@@ -49,6 +49,8 @@ pub struct Options {
     /// The file's modification time when the running configuration was read from it (a
     /// later change reloads; `None`: compared with the time the health thread starts).
     pub config_mtime: Option<std::time::SystemTime>,
+    /// Where reshard state is persisted (`--state-file`; None: memory only).
+    pub state_file: Option<PathBuf>,
 }
 
 /// A running proxy.
@@ -115,7 +117,8 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
             opts.metrics_bind, opts.metrics_port
         );
     }
-    let shared = Arc::new(Shared::new(&cfg));
+    let shared = Arc::new(Shared::with_state_file(&cfg, opts.state_file.clone()));
+    crate::reshard::restore(&shared, &shared.reshard);
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     // Bind everything first so that errors are reported before any thread starts.
@@ -204,6 +207,16 @@ pub fn start(cfg: ProxyConfig, opts: Options) -> anyhow::Result<Proxy> {
             std::thread::Builder::new()
                 .name("shoal-proxy-health".into())
                 .spawn(move || crate::health::run(shared, stats, stop, path, mtime))?,
+        );
+    }
+    {
+        let shared = shared.clone();
+        let control = shared.reshard.clone();
+        let stop = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("shoal-proxy-reshard".into())
+                .spawn(move || crate::reshard::run(shared, control, stop))?,
         );
     }
     Ok(Proxy {

@@ -82,8 +82,19 @@ pub struct PoolView {
     pub cfg: Arc<PoolConfig>,
     /// The ring over the live servers.
     pub ring: Ring,
-    /// Server slots, in config order (ring indices).
+    /// Server slots, in config order (ring indices). While a reshard runs: every server of
+    /// the old ring and of the new one.
     pub servers: Vec<ServerView>,
+    /// While a reshard runs: where keys are now and where they are going.
+    pub moving: Option<Arc<Moving>>,
+}
+
+/// The two rings of a reshard in progress, both over [`PoolView::servers`] indices. A key
+/// whose owners differ lives on its old owner until the migrator moves it, then on its
+/// new owner (docs/resharding.md); `ring` routes by the old one for everything else.
+pub struct Moving {
+    pub old: Ring,
+    pub new: Ring,
 }
 
 impl PoolView {
@@ -105,16 +116,76 @@ impl PoolView {
             })
             .collect();
         let ring = build_ring(&cfg, &servers);
-        PoolView { cfg, ring, servers }
+        PoolView {
+            cfg,
+            ring,
+            servers,
+            moving: None,
+        }
+    }
+
+    /// A pool in the middle of a reshard: `cfg.servers` lists every server of either ring;
+    /// `old_weight[i]` / `new_weight[i]` are server `i`'s weight on each ring (0: not on it).
+    /// Ejection is suspended while keys move: both rings are fixed by membership.
+    pub fn resharding(cfg: Arc<PoolConfig>, old_weight: &[u32], new_weight: &[u32]) -> PoolView {
+        let base = PoolView::from_config(cfg);
+        let ring_of = |w: &[u32]| {
+            let nodes: Vec<_> = base
+                .cfg
+                .servers
+                .iter()
+                .zip(w)
+                .map(|(s, &w)| {
+                    let mut n = s.ring_node();
+                    n.weight = w.max(1);
+                    n
+                })
+                .collect();
+            let live: Vec<bool> = w.iter().map(|&w| w > 0).collect();
+            Ring::with_live(base.cfg.distribution, base.cfg.hash, &nodes, &live)
+        };
+        let moving = Moving {
+            old: ring_of(old_weight),
+            new: ring_of(new_weight),
+        };
+        PoolView {
+            ring: ring_of(old_weight),
+            moving: Some(Arc::new(moving)),
+            ..base
+        }
     }
 
     /// A copy with different server views (and the ring rebuilt over the live ones).
     pub fn with_servers(&self, servers: Vec<ServerView>) -> PoolView {
+        if let Some(m) = &self.moving {
+            // Rings are fixed while keys move (see `resharding`).
+            let ring = m.old.clone();
+            return PoolView {
+                cfg: self.cfg.clone(),
+                ring,
+                servers,
+                moving: Some(m.clone()),
+            };
+        }
         let ring = build_ring(&self.cfg, &servers);
         PoolView {
             cfg: self.cfg.clone(),
             ring,
             servers,
+            moving: None,
+        }
+    }
+
+    /// `(old owner, new owner)` of a key; equal unless a reshard moves it.
+    #[inline]
+    pub fn route(&self, key: &[u8]) -> (usize, usize) {
+        let k = shoal_client::ring::hash_tag(key, self.cfg.hash_tag);
+        match &self.moving {
+            None => {
+                let s = self.ring.locate(k).unwrap_or(0);
+                (s, s)
+            }
+            Some(m) => (m.old.locate(k).unwrap_or(0), m.new.locate(k).unwrap_or(0)),
         }
     }
 
@@ -142,6 +213,8 @@ pub struct Topology {
 
 /// State shared by every thread of the proxy.
 pub struct Shared {
+    /// The reshard controller (admin commands, reload and the control thread use it).
+    pub reshard: Arc<crate::reshard::Control>,
     topo: RwLock<Arc<Topology>>,
     version: AtomicU64,
     health: DashMap<String, Arc<ServerHealth>>,
@@ -150,12 +223,18 @@ pub struct Shared {
 impl Shared {
     /// Initial topology from a configuration.
     pub fn new(cfg: &ProxyConfig) -> Shared {
+        Shared::with_state_file(cfg, None)
+    }
+
+    /// Initial topology, with reshard state persisted to `state_file`.
+    pub fn with_state_file(cfg: &ProxyConfig, state_file: Option<std::path::PathBuf>) -> Shared {
         let pools = cfg
             .pools
             .iter()
             .map(|p| Arc::new(PoolView::from_config(Arc::new(p.clone()))))
             .collect();
         Shared {
+            reshard: Arc::new(crate::reshard::Control::new(state_file, &cfg.pools)),
             topo: RwLock::new(Arc::new(Topology { version: 1, pools })),
             version: AtomicU64::new(1),
             health: DashMap::new(),

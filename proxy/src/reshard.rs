@@ -1,0 +1,1327 @@
+//! Live resharding: adding, removing or re-weighting servers of a Shoal pool while it
+//! serves, without losing a write or failing a request (docs/resharding.md).
+//!
+//! ```text
+//!  admin SHOAL RESHARD / config change ──► Control (plan) ──► control thread
+//!      install both rings (PoolView::resharding) ─► workers route moving keys with
+//!      SHOAL.ASK to the old owner, falling back to the new owner on SHOALMOVED
+//!      scan every old owner (SCAN), pick keys whose owner changes, SHOAL.MIGRATE them
+//!      in batches (throttled) ─► all scanned: install the new ring alone, persist "done"
+//! ```
+//!
+//! * **One reshard at a time**, for a pool and its *siblings*: other Shoal pools whose
+//!   servers have the same names, weights, hash, distribution and hash tag (a memcache
+//!   pool over the same shards as a Redis pool) change together, since they share one
+//!   keyspace.
+//! * **Crash safety.** The plan (every server with its old and new weight), the direction
+//!   (cancelled or not), pause and the sources already scanned are persisted to the state
+//!   file before they take effect; a restarted proxy re-installs the two rings and scans
+//!   the unfinished sources again. Scanning is idempotent: a key is on exactly one of its
+//!   two owners whatever happened before.
+//! * **Cancel** swaps the rings: keys moved so far go back the same way.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use shoal_client::resp::{decode_reply, encode_command, Proto, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{error, info, warn};
+
+use crate::config::{BackendKind, PoolConfig, ServerConfig};
+use crate::topology::{PoolView, ServerView, Shared};
+
+/// Keys per `SCAN` of a source.
+const SCAN_COUNT: &str = "1000";
+/// Keys per `SHOAL.MIGRATE`.
+const BATCH: usize = 256;
+/// `SHOAL.MIGRATE` timeout given to the source (ms) and the call's own deadline.
+const MIGRATE_TIMEOUT_MS: u64 = 10_000;
+/// Pause between retries of a batch the source refused or could not move.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// One server of a plan, with its weight on the ring before and after (0: not on it).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    pub host: String,
+    pub port: u16,
+    pub name: Option<String>,
+    pub replicas: Vec<(String, u16)>,
+    pub old_weight: u32,
+    pub new_weight: u32,
+}
+
+impl Member {
+    fn config(&self, weight: u32) -> ServerConfig {
+        ServerConfig {
+            host: self.host.clone(),
+            port: self.port,
+            weight: weight.max(1),
+            name: self.name.clone(),
+            replicas: self.replicas.clone(),
+            line: 0,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn effective_name(&self) -> String {
+        self.config(1).effective_name()
+    }
+}
+
+/// The members of one pool of the reshard, in stable order (ring indices while moving).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PoolPlan {
+    pub pool: String,
+    pub members: Vec<Member>,
+}
+
+/// What the state file holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Saved {
+    /// Pools that change together; the first drives the migration.
+    pub pools: Vec<PoolPlan>,
+    /// The keys are going back (CANCEL): weights were swapped.
+    pub cancelled: bool,
+    pub paused: bool,
+    /// Every key is on its new owner and the new ring alone is installed.
+    pub done: bool,
+    /// Names of the old owners scanned to the end in the current direction.
+    pub sources_done: Vec<String>,
+    pub keys_moved: u64,
+    pub bytes_moved: u64,
+    /// Throttle: keys and bytes per second (0: unlimited).
+    pub rate_keys: u64,
+    pub rate_bytes: u64,
+}
+
+/// A change asked for by an operator or by a new configuration file.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// `SHOAL RESHARD ADD host:port[:weight] [name]`.
+    Add {
+        pool: usize,
+        host: String,
+        port: u16,
+        weight: u32,
+        name: Option<String>,
+    },
+    /// `SHOAL RESHARD REMOVE name`.
+    Remove { pool: usize, name: String },
+    /// `SHOAL RESHARD WEIGHT name weight`.
+    Weight {
+        pool: usize,
+        name: String,
+        weight: u32,
+    },
+    /// The configuration file lists other servers for these pools.
+    Config(Vec<Arc<PoolConfig>>),
+}
+
+/// What `SHOAL RESHARD STATUS` reports besides the saved state.
+#[derive(Default)]
+struct Status {
+    saved: Option<Saved>,
+    state: &'static str,
+    error: String,
+    pending: Option<Request>,
+    pause: bool,
+    cancel: bool,
+    keys_scanned: u64,
+    keys_total: u64,
+    started: Option<Instant>,
+    /// Last configuration-file server lists per pool name (a reload compares with these).
+    file_servers: Vec<(String, Vec<ServerConfig>)>,
+}
+
+/// The reshard controller shared by workers (admin commands), the health thread (reload)
+/// and the control thread (the migration itself).
+pub struct Control {
+    st: Mutex<Status>,
+    wake: tokio::sync::Notify,
+    state_file: Option<PathBuf>,
+    /// A reshard is installed (rings moving): reloads leave those pools alone.
+    pub active: AtomicBool,
+}
+
+fn is_busy(state: &str) -> bool {
+    matches!(state, "starting" | "running" | "paused" | "cancelling")
+}
+
+impl Control {
+    /// A controller persisting to `state_file` (None: state kept in memory only).
+    pub fn new(state_file: Option<PathBuf>, pools: &[PoolConfig]) -> Control {
+        Control {
+            st: Mutex::new(Status {
+                state: "idle",
+                file_servers: pools
+                    .iter()
+                    .map(|p| (p.name.clone(), p.servers.clone()))
+                    .collect(),
+                ..Status::default()
+            }),
+            wake: tokio::sync::Notify::new(),
+            state_file,
+            active: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a change; fails when a reshard is already under way.
+    pub fn request(&self, r: Request) -> Result<(), String> {
+        let mut st = self.st.lock();
+        if is_busy(st.state) || st.pending.is_some() {
+            return Err("ERR a reshard is already in progress (SHOAL RESHARD STATUS)".into());
+        }
+        st.pending = Some(r);
+        st.state = "starting";
+        st.error.clear();
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// PAUSE / RESUME / CANCEL.
+    pub fn control(&self, what: &str) -> Result<(), String> {
+        let mut st = self.st.lock();
+        if !is_busy(st.state) {
+            return Err("ERR no reshard in progress".into());
+        }
+        match what {
+            "PAUSE" => st.pause = true,
+            "RESUME" => st.pause = false,
+            "CANCEL" => {
+                st.cancel = true;
+                st.pause = false;
+            }
+            _ => return Err("ERR unknown reshard control".into()),
+        }
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// RATE keys/s [bytes/s].
+    pub fn set_rate(&self, keys: u64, bytes: Option<u64>) {
+        let mut st = self.st.lock();
+        if let Some(s) = st.saved.as_mut() {
+            s.rate_keys = keys;
+            if let Some(b) = bytes {
+                s.rate_bytes = b;
+            }
+        }
+        RATE_KEYS.store(keys, Ordering::Relaxed);
+        if let Some(b) = bytes {
+            RATE_BYTES.store(b, Ordering::Relaxed);
+        }
+    }
+
+    /// The `SHOAL RESHARD STATUS` / `INFO` text (`field:value` lines).
+    pub fn status_text(&self) -> String {
+        let st = self.st.lock();
+        let mut s = String::new();
+        let _ = write!(s, "state:{}\r\n", st.state);
+        let (pool, moved, bytes, cancelled, done_src, total_src) = match &st.saved {
+            Some(sv) => {
+                let total = sv.pools[0]
+                    .members
+                    .iter()
+                    .filter(|m| m.old_weight > 0)
+                    .count();
+                (
+                    sv.pools
+                        .iter()
+                        .map(|p| p.pool.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    sv.keys_moved,
+                    sv.bytes_moved,
+                    sv.cancelled,
+                    sv.sources_done.len(),
+                    total,
+                )
+            }
+            None => (String::new(), 0, 0, false, 0, 0),
+        };
+        let _ = write!(s, "pools:{pool}\r\n");
+        if let Some(sv) = &st.saved {
+            let ring = |f: fn(&Member) -> u32| {
+                sv.pools[0]
+                    .members
+                    .iter()
+                    .filter(|m| f(m) > 0)
+                    .map(|m| format!("{}:{}", m.effective_name(), f(m)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let _ = write!(
+                s,
+                "from:{}\r\nto:{}\r\n",
+                ring(|m| m.old_weight),
+                ring(|m| m.new_weight)
+            );
+        }
+        let _ = write!(
+            s,
+            "cancelled:{}\r\nkeys_moved:{moved}\r\nbytes_moved:{bytes}\r\nkeys_scanned:{}\r\nkeys_total:{}\r\nsources_done:{done_src}\r\nsources_total:{total_src}\r\n",
+            u8::from(cancelled),
+            st.keys_scanned,
+            st.keys_total,
+        );
+        let elapsed = st.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let eta = if st.state == "running" || st.state == "cancelling" {
+            let left = st.keys_total.saturating_sub(st.keys_scanned) as f64;
+            if st.keys_scanned > 0 {
+                (elapsed / st.keys_scanned as f64 * left).ceil() as u64
+            } else {
+                0
+            }
+        } else {
+            0
+        };
+        let _ = write!(
+            s,
+            "elapsed_seconds:{elapsed:.1}\r\neta_seconds:{eta}\r\nrate_keys:{}\r\nrate_bytes:{}\r\nerror:{}\r\n",
+            RATE_KEYS.load(Ordering::Relaxed),
+            RATE_BYTES.load(Ordering::Relaxed),
+            st.error,
+        );
+        s
+    }
+
+    /// True when a configuration reload must not touch pool `name` (it is resharding).
+    pub fn pool_busy(&self, name: &str) -> bool {
+        let st = self.st.lock();
+        is_busy(st.state)
+            && st
+                .saved
+                .as_ref()
+                .is_some_and(|s| s.pools.iter().any(|p| p.pool == name))
+    }
+
+    /// The file's previous server list for a pool; records the new one.
+    pub fn swap_file_servers(&self, name: &str, servers: &[ServerConfig]) -> Vec<ServerConfig> {
+        let mut st = self.st.lock();
+        match st.file_servers.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => std::mem::replace(v, servers.to_vec()),
+            None => {
+                st.file_servers.push((name.to_string(), servers.to_vec()));
+                Vec::new()
+            }
+        }
+    }
+
+    fn set_state(&self, state: &'static str) {
+        self.st.lock().state = state;
+    }
+
+    fn set_error(&self, e: String) {
+        self.st.lock().error = e;
+    }
+
+    fn persist(&self, saved: &Saved) {
+        self.st.lock().saved = Some(saved.clone());
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        if let Err(e) = write_atomic(path, saved) {
+            error!("reshard: cannot write state file {}: {e}", path.display());
+        }
+    }
+}
+
+static RATE_KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static RATE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn write_atomic(path: &Path, saved: &Saved) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let data = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads the state file, if any.
+pub fn load_state(path: &Path) -> anyhow::Result<Option<Saved>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Pools that must reshard together with pool `idx`: Shoal pools with the same ring inputs
+/// (server names and weights, hash, distribution, hash tag). `idx` comes first.
+pub fn siblings(pools: &[Arc<PoolView>], idx: usize) -> Vec<usize> {
+    let key = |p: &PoolView| {
+        let mut names: Vec<(String, u32)> = p
+            .cfg
+            .servers
+            .iter()
+            .map(|s| (s.effective_name(), s.weight))
+            .collect();
+        names.sort();
+        (
+            names,
+            p.cfg.hash,
+            p.cfg.distribution,
+            p.cfg.hash_tag,
+            p.cfg.backend,
+        )
+    };
+    let me = key(&pools[idx]);
+    let mut v = vec![idx];
+    for (i, p) in pools.iter().enumerate() {
+        if i != idx && p.moving.is_none() && key(p) == me {
+            v.push(i);
+        }
+    }
+    v
+}
+
+/// The members of a pool as it is now (every server on both rings, same weight).
+fn current_members(view: &PoolView) -> Vec<Member> {
+    view.cfg
+        .servers
+        .iter()
+        .zip(&view.servers)
+        .map(|(c, sv)| {
+            let (host, port) = split_addr(&sv.primary);
+            Member {
+                host,
+                port,
+                name: c.name.clone(),
+                replicas: c.replicas.clone(),
+                old_weight: c.weight,
+                new_weight: c.weight,
+            }
+        })
+        .collect()
+}
+
+fn split_addr(addr: &str) -> (String, u16) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(0),
+        ),
+        None => (addr.to_string(), 0),
+    }
+}
+
+/// The pool view for a plan: both rings while moving, the new ring alone once done.
+/// `current` supplies run-time server state (promoted primaries) by server name.
+fn view_for(plan: &PoolPlan, base: &PoolConfig, current: &PoolView, done: bool) -> PoolView {
+    let mut cfg = base.clone();
+    let members: Vec<&Member> = plan
+        .members
+        .iter()
+        .filter(|m| !done || m.new_weight > 0)
+        .collect();
+    cfg.servers = members
+        .iter()
+        .map(|m| {
+            m.config(if done {
+                m.new_weight
+            } else {
+                m.old_weight.max(m.new_weight)
+            })
+        })
+        .collect();
+    let cfg = Arc::new(cfg);
+    let fresh = if done {
+        PoolView::from_config(cfg)
+    } else {
+        let old: Vec<u32> = members.iter().map(|m| m.old_weight).collect();
+        let new: Vec<u32> = members.iter().map(|m| m.new_weight).collect();
+        PoolView::resharding(cfg, &old, &new)
+    };
+    // Keep what the proxy learned (failovers) for servers it already knew.
+    let servers: Vec<ServerView> = fresh
+        .servers
+        .iter()
+        .map(|s| {
+            current
+                .servers
+                .iter()
+                .find(|c| c.name == s.name)
+                .cloned()
+                .unwrap_or_else(|| s.clone())
+        })
+        .collect();
+    fresh.with_servers(servers)
+}
+
+fn pool_index(shared: &Shared, name: &str) -> Option<usize> {
+    shared
+        .topology()
+        .pools
+        .iter()
+        .position(|p| p.cfg.name == name)
+}
+
+/// Publishes the views of every pool of `saved`.
+fn install(shared: &Shared, saved: &Saved, base: &[Arc<PoolConfig>]) {
+    for (plan, cfg) in saved.pools.iter().zip(base) {
+        let Some(pi) = pool_index(shared, &plan.pool) else {
+            continue;
+        };
+        let current = shared.topology().pools[pi].clone();
+        shared.update_pool(pi, view_for(plan, cfg, &current, saved.done));
+    }
+}
+
+/// Applies a state file at start-up: a finished reshard's membership, or the two rings of
+/// an unfinished one (the control thread then resumes it).
+pub fn restore(shared: &Shared, control: &Control) {
+    let Some(path) = &control.state_file else {
+        return;
+    };
+    let saved = match load_state(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            error!(
+                "reshard: ignoring unreadable state file {}: {e}",
+                path.display()
+            );
+            return;
+        }
+    };
+    if saved
+        .pools
+        .iter()
+        .any(|p| pool_index(shared, &p.pool).is_none())
+    {
+        error!(
+            "reshard: state file {} names pools this configuration lacks; ignoring it",
+            path.display()
+        );
+        return;
+    }
+    let base: Vec<Arc<PoolConfig>> = saved
+        .pools
+        .iter()
+        .map(|p| {
+            let pi = pool_index(shared, &p.pool).unwrap_or(0);
+            shared.topology().pools[pi].cfg.clone()
+        })
+        .collect();
+    install(shared, &saved, &base);
+    RATE_KEYS.store(saved.rate_keys, Ordering::Relaxed);
+    RATE_BYTES.store(saved.rate_bytes, Ordering::Relaxed);
+    let mut st = control.st.lock();
+    if saved.done {
+        info!(
+            "reshard: pools {} use the membership of the finished reshard in {}",
+            saved
+                .pools
+                .iter()
+                .map(|p| p.pool.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            path.display()
+        );
+        st.state = "done";
+    } else {
+        info!(
+            "reshard: resuming the reshard recorded in {}",
+            path.display()
+        );
+        control.active.store(true, Ordering::Release);
+        st.state = if saved.cancelled {
+            "cancelling"
+        } else if saved.paused {
+            "paused"
+        } else {
+            "running"
+        };
+        st.pause = saved.paused;
+    }
+    st.saved = Some(saved);
+}
+
+/// A RESP connection of the control thread.
+struct Rpc {
+    s: TcpStream,
+    buf: BytesMut,
+    out: BytesMut,
+    addr: String,
+}
+
+impl Rpc {
+    async fn connect(addr: &str, auth: Option<&str>) -> anyhow::Result<Rpc> {
+        let s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+        s.set_nodelay(true)?;
+        let mut r = Rpc {
+            s,
+            buf: BytesMut::with_capacity(64 * 1024),
+            out: BytesMut::new(),
+            addr: addr.to_string(),
+        };
+        if let Some(pw) = auth {
+            if let Value::Error(e) = r.call(&[b"AUTH", pw.as_bytes()]).await? {
+                anyhow::bail!("AUTH: {}", String::from_utf8_lossy(&e));
+            }
+        }
+        Ok(r)
+    }
+
+    async fn call(&mut self, args: &[&[u8]]) -> anyhow::Result<Value> {
+        self.out.clear();
+        encode_command(args, &mut self.out);
+        let fut = async {
+            self.s.write_all(&self.out).await?;
+            loop {
+                if let Some(v) = decode_reply(&mut self.buf, Proto::Resp2)? {
+                    return Ok(v);
+                }
+                if self.s.read_buf(&mut self.buf).await? == 0 {
+                    anyhow::bail!("{} closed the connection", self.addr);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(MIGRATE_TIMEOUT_MS * 2), fut).await?
+    }
+}
+
+fn int_field(info: &[u8], name: &str) -> Option<u64> {
+    std::str::from_utf8(info).ok()?.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Why the migration loop stopped early.
+enum Stop {
+    /// CANCEL: reverse the direction.
+    Cancel,
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+/// The control thread: waits for a request, runs one reshard at a time.
+pub fn run(shared: Arc<Shared>, control: Arc<Control>, stop: Arc<AtomicBool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("reshard runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut driver = Driver {
+            shared,
+            control,
+            stop,
+        };
+        driver.main().await;
+    });
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Driver {
+    async fn main(&mut self) {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let (pending, resume) = {
+                let mut st = self.control.st.lock();
+                let resume = is_busy(st.state) && st.pending.is_none() && st.saved.is_some();
+                (
+                    st.pending.take(),
+                    resume.then(|| st.saved.clone()).flatten(),
+                )
+            };
+            let saved = if let Some(r) = pending {
+                match self.plan(r).await {
+                    Ok(Some(s)) => Some(s),
+                    Ok(None) => {
+                        self.control.set_state("done");
+                        None
+                    }
+                    Err(e) => {
+                        warn!("reshard refused: {e}");
+                        self.control.set_error(e);
+                        self.control.set_state("failed");
+                        None
+                    }
+                }
+            } else {
+                resume
+            };
+            if let Some(s) = saved {
+                self.drive(s).await;
+                continue;
+            }
+            tokio::select! {
+                () = self.control.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    /// Turns a request into a plan over the pool and its siblings (None: nothing changes).
+    async fn plan(&self, r: Request) -> Result<Option<Saved>, String> {
+        let topo = self.shared.topology();
+        let (idx, cfgs): (usize, Option<Vec<Arc<PoolConfig>>>) = match &r {
+            Request::Add { pool, .. }
+            | Request::Remove { pool, .. }
+            | Request::Weight { pool, .. } => (*pool, None),
+            Request::Config(c) => {
+                let Some(first) = c.first() else {
+                    return Ok(None);
+                };
+                let i = pool_index(&self.shared, &first.name).ok_or("pool vanished")?;
+                (i, Some(c.clone()))
+            }
+        };
+        let view = &topo.pools[idx];
+        if view.cfg.backend != BackendKind::Shoal {
+            return Err(format!(
+                "ERR pool {} is not a Shoal pool (backend: shoal); resharding moves data only between Shoal servers",
+                view.cfg.name
+            ));
+        }
+        if view.moving.is_some() {
+            return Err("ERR the pool is already resharding".into());
+        }
+        let group = match &cfgs {
+            Some(c) => c
+                .iter()
+                .filter_map(|p| pool_index(&self.shared, &p.name))
+                .collect(),
+            None => siblings(&topo.pools, idx),
+        };
+        let mut pools = Vec::new();
+        for &pi in &group {
+            let v = &topo.pools[pi];
+            let mut members = current_members(v);
+            match &r {
+                Request::Add {
+                    host,
+                    port,
+                    weight,
+                    name,
+                    ..
+                } => {
+                    let new_name = ServerConfig {
+                        host: host.clone(),
+                        port: *port,
+                        weight: 1,
+                        name: name.clone(),
+                        replicas: Vec::new(),
+                        line: 0,
+                    }
+                    .effective_name();
+                    if members.iter().any(|m| m.effective_name() == new_name) {
+                        return Err(format!("ERR server {new_name} is already in the pool"));
+                    }
+                    let addr = format!("{host}:{port}");
+                    let auth = topo.pools[idx].cfg.redis_auth.clone();
+                    let info = Rpc::connect(&addr, auth.as_deref())
+                        .await
+                        .map_err(|e| format!("ERR cannot reach {addr}: {e}"))?
+                        .call(&[b"INFO"])
+                        .await
+                        .map_err(|e| format!("ERR {addr}: {e}"))?;
+                    let Value::Bulk(info) = info else {
+                        return Err(format!("ERR {addr} did not answer INFO"));
+                    };
+                    if int_field(&info, "shoal_version").is_none()
+                        && !String::from_utf8_lossy(&info).contains("shoal_version:")
+                    {
+                        return Err(format!("ERR {addr} is not a shoal-server"));
+                    }
+                    // A sibling speaking the other protocol reaches the same server on
+                    // its other port.
+                    let sib_port = if pi == idx || v.cfg.redis == topo.pools[idx].cfg.redis {
+                        *port
+                    } else if v.cfg.redis {
+                        int_field(&info, "tcp_port").unwrap_or(0) as u16
+                    } else {
+                        int_field(&info, "memcache_port").unwrap_or(0) as u16
+                    };
+                    if sib_port == 0 {
+                        return Err(format!(
+                            "ERR {addr} has no port for sibling pool {}",
+                            v.cfg.name
+                        ));
+                    }
+                    let replicas = replicas_of(&info, v.cfg.redis == topo.pools[idx].cfg.redis);
+                    members.push(Member {
+                        host: host.clone(),
+                        port: sib_port,
+                        name: name.clone(),
+                        replicas,
+                        old_weight: 0,
+                        new_weight: *weight,
+                    });
+                }
+                Request::Remove { name, .. } | Request::Weight { name, .. } => {
+                    let w = match &r {
+                        Request::Weight { weight, .. } => *weight,
+                        _ => 0,
+                    };
+                    let Some(m) = members
+                        .iter_mut()
+                        .find(|m| m.effective_name() == *name || m.addr() == *name)
+                    else {
+                        return Err(format!("ERR no server named {name} in the pool"));
+                    };
+                    m.new_weight = w;
+                    if members.iter().all(|m| m.new_weight == 0) {
+                        return Err("ERR cannot remove the last server of a pool".into());
+                    }
+                }
+                Request::Config(c) => {
+                    let Some(newcfg) = c.iter().find(|p| p.name == v.cfg.name) else {
+                        continue;
+                    };
+                    for m in members.iter_mut() {
+                        m.new_weight = 0;
+                    }
+                    for s in &newcfg.servers {
+                        let n = s.effective_name();
+                        match members.iter_mut().find(|m| m.effective_name() == n) {
+                            Some(m) => m.new_weight = s.weight,
+                            None => members.push(Member {
+                                host: s.host.clone(),
+                                port: s.port,
+                                name: s.name.clone(),
+                                replicas: s.replicas.clone(),
+                                old_weight: 0,
+                                new_weight: s.weight,
+                            }),
+                        }
+                    }
+                }
+            }
+            pools.push(PoolPlan {
+                pool: v.cfg.name.clone(),
+                members,
+            });
+        }
+        if pools
+            .iter()
+            .all(|p| p.members.iter().all(|m| m.old_weight == m.new_weight))
+        {
+            return Ok(None);
+        }
+        let old = self.control.st.lock().saved.clone();
+        Ok(Some(Saved {
+            pools,
+            cancelled: false,
+            paused: false,
+            done: false,
+            sources_done: Vec::new(),
+            keys_moved: 0,
+            bytes_moved: 0,
+            rate_keys: old.as_ref().map_or(0, |s| s.rate_keys),
+            rate_bytes: old.as_ref().map_or(0, |s| s.rate_bytes),
+        }))
+    }
+
+    /// Base configurations of the plan's pools (settings other than servers).
+    fn bases(&self, saved: &Saved) -> Vec<Arc<PoolConfig>> {
+        let topo = self.shared.topology();
+        saved
+            .pools
+            .iter()
+            .map(|p| {
+                let pi = pool_index(&self.shared, &p.pool).unwrap_or(0);
+                topo.pools[pi].cfg.clone()
+            })
+            .collect()
+    }
+
+    async fn drive(&mut self, mut saved: Saved) {
+        let bases = self.bases(&saved);
+        {
+            let mut st = self.control.st.lock();
+            st.started = Some(Instant::now());
+            st.keys_scanned = 0;
+            st.cancel = false;
+            st.state = if saved.cancelled {
+                "cancelling"
+            } else {
+                "running"
+            };
+        }
+        RATE_KEYS.store(saved.rate_keys, Ordering::Relaxed);
+        RATE_BYTES.store(saved.rate_bytes, Ordering::Relaxed);
+        self.control.persist(&saved);
+        install(&self.shared, &saved, &bases);
+        self.control.active.store(true, Ordering::Release);
+        info!(
+            "reshard of {} {}",
+            saved.pools[0].pool,
+            if saved.cancelled {
+                "cancelling"
+            } else {
+                "started"
+            }
+        );
+        // Requests routed with the previous ring may still be in flight; let them land
+        // before the first scan so none creates a key behind the scan.
+        let grace = bases[0].timeout_ms.unwrap_or(1000).clamp(200, 2000);
+        tokio::time::sleep(Duration::from_millis(grace)).await;
+        loop {
+            self.estimate_total(&saved).await;
+            match self.move_all(&mut saved).await {
+                Ok(()) => break,
+                Err(Stop::Shutdown) => return,
+                Err(Stop::Cancel) => {
+                    for p in &mut saved.pools {
+                        for m in &mut p.members {
+                            std::mem::swap(&mut m.old_weight, &mut m.new_weight);
+                        }
+                    }
+                    saved.cancelled = !saved.cancelled;
+                    saved.sources_done.clear();
+                    saved.paused = false;
+                    {
+                        let mut st = self.control.st.lock();
+                        st.cancel = false;
+                        st.keys_scanned = 0;
+                        st.state = if saved.cancelled {
+                            "cancelling"
+                        } else {
+                            "running"
+                        };
+                    }
+                    self.control.persist(&saved);
+                    install(&self.shared, &saved, &bases);
+                    info!("reshard of {} reversed", saved.pools[0].pool);
+                    tokio::time::sleep(Duration::from_millis(grace)).await;
+                }
+            }
+        }
+        saved.done = true;
+        saved.paused = false;
+        self.control.persist(&saved);
+        install(&self.shared, &saved, &bases);
+        self.control.active.store(false, Ordering::Release);
+        self.control.set_state("done");
+        info!(
+            "reshard of {} finished: {} keys, {} bytes moved",
+            saved.pools[0].pool, saved.keys_moved, saved.bytes_moved
+        );
+    }
+
+    /// Sums the old owners' key counts (for progress and ETA).
+    async fn estimate_total(&self, saved: &Saved) {
+        let topo = self.shared.topology();
+        let Some(pi) = pool_index(&self.shared, &saved.pools[0].pool) else {
+            return;
+        };
+        let pool = &topo.pools[pi];
+        let mut total = 0;
+        for (i, m) in saved.pools[0].members.iter().enumerate() {
+            if m.old_weight == 0 || saved.sources_done.contains(&m.effective_name()) {
+                continue;
+            }
+            let addr = &pool.servers[i].primary;
+            if let Ok(mut c) = Rpc::connect(addr, pool.cfg.redis_auth.as_deref()).await {
+                if let Ok(Value::Int(n)) = c.call(&[b"DBSIZE"]).await {
+                    total += n.max(0) as u64;
+                }
+            }
+        }
+        self.control.st.lock().keys_total = total;
+    }
+
+    /// Checks pause/cancel/stop between batches; waits while paused.
+    async fn checkpoint(&self, saved: &mut Saved) -> Result<(), Stop> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(Stop::Shutdown);
+            }
+            let (pause, cancel) = {
+                let st = self.control.st.lock();
+                (st.pause, st.cancel)
+            };
+            if cancel {
+                return Err(Stop::Cancel);
+            }
+            if pause != saved.paused {
+                saved.paused = pause;
+                self.control.persist(saved);
+                self.control.set_state(if pause {
+                    "paused"
+                } else if saved.cancelled {
+                    "cancelling"
+                } else {
+                    "running"
+                });
+            }
+            if !pause {
+                return Ok(());
+            }
+            tokio::select! {
+                () = self.control.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    async fn move_all(&self, saved: &mut Saved) -> Result<(), Stop> {
+        let n = saved.pools[0].members.len();
+        for i in 0..n {
+            let m = &saved.pools[0].members[i];
+            let name = m.effective_name();
+            if m.old_weight == 0 || saved.sources_done.contains(&name) {
+                continue;
+            }
+            self.move_source(saved, i).await?;
+            saved.sources_done.push(name);
+            self.control.persist(saved);
+        }
+        Ok(())
+    }
+
+    /// Scans old owner `src` to the end, moving every key whose new owner is elsewhere.
+    async fn move_source(&self, saved: &mut Saved, src: usize) -> Result<(), Stop> {
+        let pool_name = saved.pools[0].pool.clone();
+        let mut conn: Option<Rpc> = None;
+        let mut cursor = b"0".to_vec();
+        let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
+        loop {
+            self.checkpoint(saved).await?;
+            let topo = self.shared.topology();
+            let Some(pi) = pool_index(&self.shared, &pool_name) else {
+                return Err(Stop::Shutdown);
+            };
+            let pool = topo.pools[pi].clone();
+            let addr = pool.servers[src].primary.clone();
+            if conn.as_ref().is_some_and(|c| c.addr != addr) {
+                // The source failed over: its cursor means nothing on the new primary.
+                conn = None;
+                cursor = b"0".to_vec();
+            }
+            if conn.is_none() {
+                match Rpc::connect(&addr, pool.cfg.redis_auth.as_deref()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        self.control.set_error(format!("source {addr}: {e}"));
+                        tokio::time::sleep(RETRY_PAUSE * 4).await;
+                        continue;
+                    }
+                }
+            }
+            let c = conn.as_mut().expect("connected above");
+            let reply = c
+                .call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
+                .await;
+            let (next, keys) = match reply {
+                Ok(Value::Array(mut v)) if v.len() == 2 => {
+                    let keys = v.pop();
+                    let next = v.pop();
+                    match (next, keys) {
+                        (Some(Value::Bulk(n)), Some(Value::Array(k))) => (n.to_vec(), k),
+                        _ => {
+                            conn = None;
+                            continue;
+                        }
+                    }
+                }
+                Ok(other) => {
+                    self.control
+                        .set_error(format!("source {addr}: SCAN answered {other:?}"));
+                    conn = None;
+                    tokio::time::sleep(RETRY_PAUSE * 4).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.control.set_error(format!("source {addr}: {e}"));
+                    conn = None;
+                    tokio::time::sleep(RETRY_PAUSE * 4).await;
+                    continue;
+                }
+            };
+            groups.clear();
+            groups.resize(pool.servers.len(), Vec::new());
+            let nkeys = keys.len() as u64;
+            for k in keys {
+                let Value::Bulk(k) = k else { continue };
+                let (o, n) = pool.route(&k);
+                if o == src && n != src {
+                    groups[n].push(k.to_vec());
+                }
+            }
+            for (dst, keys) in groups.iter().enumerate() {
+                for chunk in keys.chunks(BATCH) {
+                    self.migrate(saved, &pool_name, src, dst, chunk, &mut conn)
+                        .await?;
+                }
+            }
+            self.control.st.lock().keys_scanned += nkeys;
+            if next == b"0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Moves one batch, retrying until it is moved (or the reshard is paused or cancelled).
+    async fn migrate(
+        &self,
+        saved: &mut Saved,
+        pool_name: &str,
+        src: usize,
+        dst: usize,
+        keys: &[Vec<u8>],
+        conn: &mut Option<Rpc>,
+    ) -> Result<(), Stop> {
+        throttle_keys(keys.len() as u64).await;
+        loop {
+            self.checkpoint(saved).await?;
+            let topo = self.shared.topology();
+            let Some(pi) = pool_index(&self.shared, pool_name) else {
+                return Err(Stop::Shutdown);
+            };
+            let pool = &topo.pools[pi];
+            let src_addr = pool.servers[src].primary.clone();
+            let (host, port) = split_addr(&pool.servers[dst].primary);
+            if conn.as_ref().is_none_or(|c| c.addr != src_addr) {
+                match Rpc::connect(&src_addr, pool.cfg.redis_auth.as_deref()).await {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) => {
+                        self.control.set_error(format!("source {src_addr}: {e}"));
+                        tokio::time::sleep(RETRY_PAUSE * 4).await;
+                        continue;
+                    }
+                }
+            }
+            let port_s = port.to_string();
+            let timeout_s = MIGRATE_TIMEOUT_MS.to_string();
+            let mut args: Vec<&[u8]> = vec![
+                b"SHOAL.MIGRATE",
+                host.as_bytes(),
+                port_s.as_bytes(),
+                timeout_s.as_bytes(),
+            ];
+            if let Some(pw) = pool.cfg.redis_auth.as_deref() {
+                args.push(b"AUTH");
+                args.push(pw.as_bytes());
+            }
+            args.push(b"KEYS");
+            args.extend(keys.iter().map(Vec::as_slice));
+            let c = conn.as_mut().expect("connected above");
+            match c.call(&args).await {
+                Ok(Value::Int(n)) => {
+                    saved.keys_moved += n.max(0) as u64;
+                    return Ok(());
+                }
+                Ok(Value::Array(v)) if v.len() == 2 => {
+                    if let (Value::Int(n), Value::Int(b)) = (&v[0], &v[1]) {
+                        saved.keys_moved += (*n).max(0) as u64;
+                        saved.bytes_moved += (*b).max(0) as u64;
+                        throttle_bytes((*b).max(0) as u64).await;
+                    }
+                    return Ok(());
+                }
+                Ok(Value::Error(e)) => {
+                    let e = String::from_utf8_lossy(&e).into_owned();
+                    if !e.starts_with("TRYAGAIN") {
+                        self.control
+                            .set_error(format!("{src_addr} -> {host}:{port}: {e}"));
+                    }
+                }
+                Ok(other) => {
+                    self.control
+                        .set_error(format!("{src_addr}: SHOAL.MIGRATE answered {other:?}"));
+                    *conn = None;
+                }
+                Err(e) => {
+                    self.control.set_error(format!("{src_addr}: {e}"));
+                    *conn = None;
+                }
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}
+
+/// The replicas a shoal-server lists in `INFO replication` (`slaveN:ip=…,port=…`); only
+/// meaningful for a pool speaking the same protocol as the address asked.
+fn replicas_of(info: &[u8], same_protocol: bool) -> Vec<(String, u16)> {
+    if !same_protocol {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(info);
+    text.lines()
+        .filter(|l| l.starts_with("slave") && l.contains("ip="))
+        .filter_map(|l| {
+            let fields = l.split_once(':')?.1;
+            let get = |k: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            };
+            Some((get("ip")?.to_string(), get("port")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Token bucket over keys/s (live setting; 0 = unlimited).
+async fn throttle_keys(n: u64) {
+    throttle(&KEY_BUCKET, RATE_KEYS.load(Ordering::Relaxed), n).await;
+}
+
+async fn throttle_bytes(n: u64) {
+    throttle(&BYTE_BUCKET, RATE_BYTES.load(Ordering::Relaxed), n).await;
+}
+
+static KEY_BUCKET: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
+static BYTE_BUCKET: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
+
+/// Takes `n` tokens from a bucket refilled at `rate` per second (burst: a tenth of a second
+/// of rate), sleeping as long as the debt requires.
+async fn throttle(bucket: &Mutex<Option<(Instant, f64)>>, rate: u64, n: u64) {
+    if rate == 0 {
+        return;
+    }
+    let wait = {
+        let mut b = bucket.lock();
+        let now = Instant::now();
+        let burst = (rate as f64 / 10.0).max(1.0);
+        let (last, tokens) = b.unwrap_or((now, burst));
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * rate as f64).min(burst) - n as f64;
+        *b = Some((now, tokens));
+        if tokens < 0.0 {
+            Duration::from_secs_f64(-tokens / rate as f64)
+        } else {
+            Duration::ZERO
+        }
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_from_info() {
+        let info = b"# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7101,state=online,offset=10,lag=0\r\nslave1:ip=127.0.0.2,port=7102,state=online,offset=10,lag=0\r\n";
+        assert_eq!(
+            replicas_of(info, true),
+            vec![("127.0.0.1".into(), 7101), ("127.0.0.2".into(), 7102)]
+        );
+        assert!(replicas_of(info, false).is_empty());
+    }
+
+    #[test]
+    fn int_fields() {
+        let info = b"# Server\r\ntcp_port:7001\r\nmemcache_port:11211\r\n";
+        assert_eq!(int_field(info, "tcp_port"), Some(7001));
+        assert_eq!(int_field(info, "memcache_port"), Some(11211));
+        assert_eq!(int_field(info, "nope"), None);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let s = Saved {
+            pools: vec![PoolPlan {
+                pool: "a".into(),
+                members: vec![Member {
+                    host: "127.0.0.1".into(),
+                    port: 7001,
+                    name: Some("s0".into()),
+                    replicas: vec![("127.0.0.1".into(), 7101)],
+                    old_weight: 1,
+                    new_weight: 0,
+                }],
+            }],
+            cancelled: false,
+            paused: true,
+            done: false,
+            sources_done: vec!["s0".into()],
+            keys_moved: 5,
+            bytes_moved: 50,
+            rate_keys: 100,
+            rate_bytes: 0,
+        };
+        let dir = std::env::temp_dir().join(format!("shoal-reshard-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("state.json");
+        write_atomic(&p, &s).unwrap();
+        assert_eq!(load_state(&p).unwrap(), Some(s));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use shoal_client::ring::{Distribution, HashKind, Ring, RingNode};
+
+    /// A ring over a subset of servers equals the ring over all of them with the others
+    /// marked not live: the two rings of a reshard are built that way over one server list.
+    #[test]
+    fn masked_ring_equals_subset_ring() {
+        let nodes: Vec<RingNode> = (0..5)
+            .map(|i| {
+                RingNode::named(
+                    "127.0.0.1",
+                    7000 + i,
+                    1 + (i as u32 % 2),
+                    format!("shard{i}"),
+                )
+            })
+            .collect();
+        for dist in [Distribution::Ketama, Distribution::Modula] {
+            for mask in [
+                [true, true, true, false, false],
+                [true, false, true, true, true],
+            ] {
+                let subset: Vec<RingNode> = nodes
+                    .iter()
+                    .zip(mask)
+                    .filter(|(_, m)| *m)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                let idx: Vec<usize> = (0..5).filter(|&i| mask[i]).collect();
+                let a = Ring::with_live(dist, HashKind::Fnv1a_64, &nodes, &mask);
+                let b = Ring::new(dist, HashKind::Fnv1a_64, &subset);
+                for k in 0..20_000 {
+                    let key = format!("key:{k}");
+                    assert_eq!(
+                        a.locate(key.as_bytes()),
+                        b.locate(key.as_bytes()).map(|i| idx[i]),
+                        "{dist:?} {mask:?} {key}"
+                    );
+                }
+            }
+        }
+    }
+}
