@@ -176,6 +176,7 @@ pub fn run(
 
 /// Per-backend and per-pool series for `/metrics`.
 fn export_metrics(shared: &Shared, topo: &crate::topology::Topology) {
+    shared.reshard.export_metrics();
     for (addr, h) in shared.all_health() {
         let l = [("backend", addr)];
         metrics::counter!("shoal_proxy_backend_requests_total", &l)

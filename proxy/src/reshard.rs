@@ -297,6 +297,21 @@ impl Control {
         s
     }
 
+    /// `shoal_proxy_reshard_*` gauges for `/metrics`.
+    pub fn export_metrics(&self) {
+        let st = self.st.lock();
+        let (moved, bytes) = st
+            .saved
+            .as_ref()
+            .map_or((0, 0), |s| (s.keys_moved, s.bytes_moved));
+        metrics::gauge!("shoal_proxy_reshard_active").set(f64::from(u8::from(is_busy(st.state))));
+        metrics::gauge!("shoal_proxy_reshard_paused").set(f64::from(u8::from(st.state == "paused")));
+        metrics::gauge!("shoal_proxy_reshard_keys_moved").set(moved as f64);
+        metrics::gauge!("shoal_proxy_reshard_bytes_moved").set(bytes as f64);
+        metrics::gauge!("shoal_proxy_reshard_keys_scanned").set(st.keys_scanned as f64);
+        metrics::gauge!("shoal_proxy_reshard_keys_total").set(st.keys_total as f64);
+    }
+
     /// True when a configuration reload must not touch pool `name` (it is resharding).
     pub fn pool_busy(&self, name: &str) -> bool {
         let st = self.st.lock();
