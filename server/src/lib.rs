@@ -19,6 +19,7 @@ pub mod glob;
 pub mod net;
 pub mod pubsub;
 pub mod repl;
+pub mod reshard;
 pub mod shared;
 pub mod stats;
 

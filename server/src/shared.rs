@@ -233,6 +233,8 @@ pub struct Shared {
     pub pubsub: crate::pubsub::PubSub,
     /// Replication state (role, backlog, replicas, link).
     pub repl: crate::repl::Repl,
+    /// Live resharding: the migration gate, keys in flight, target connections.
+    pub reshard: crate::reshard::Reshard,
 }
 
 thread_local! {
@@ -243,6 +245,12 @@ thread_local! {
 /// Records which worker this thread is (called once per worker thread).
 pub fn set_worker_index(i: usize) {
     WORKER.with(|w| w.set(i));
+}
+
+/// Index of the worker thread running on this thread (0 off the workers).
+#[inline]
+pub fn worker_index() -> usize {
+    WORKER.with(|w| w.get())
 }
 
 impl Shared {
@@ -278,6 +286,7 @@ impl Shared {
                 .collect(),
             pubsub: crate::pubsub::PubSub::default(),
             repl: crate::repl::Repl::new(&config),
+            reshard: crate::reshard::Reshard::new(threads),
             config,
             settings,
             clients: DashMap::new(),

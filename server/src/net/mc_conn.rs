@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::exec::memcache::{command_name, Flow, McConn};
+use crate::reshard::MC_ASK_PREFIX;
 use crate::shared::{now_ms, ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -82,10 +83,19 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
         let mut close = false;
         let batch = crate::stats::begin_batch();
         while pos < rbuf.len() {
-            match decode(&rbuf[pos..], &limits) {
+            // `shoal.ask <request>`: the proxy asking while resharding.
+            let prefix = if rbuf[pos..].starts_with(MC_ASK_PREFIX) {
+                MC_ASK_PREFIX.len()
+            } else {
+                0
+            };
+            match decode(&rbuf[pos + prefix..], &limits) {
                 McDecoded::Request { req, consumed } => {
+                    let consumed = consumed + prefix;
                     let name = command_name(&req);
-                    let flow = {
+                    let flow = if prefix > 0 {
+                        crate::reshard::mc_ask(shared, &mut conn, req, &mut out, now)
+                    } else {
                         let _gate = shared.gate_read();
                         crate::repl::mc_execute(shared, &mut conn, req, &mut out, now)
                     };
@@ -121,6 +131,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                             .fetch_add(1, Ordering::Relaxed);
                         crate::stats::count_error();
                     }
+                    let consume = consume + prefix;
                     let left = rbuf.len() - pos;
                     if consume > left {
                         swallow = consume - left;

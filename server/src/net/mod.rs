@@ -230,11 +230,55 @@ async fn serve(shared: Arc<Shared>, stream: StdStream, proto: Protocol) {
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let handle = Arc::new(ClientHandle {
+    let mut handle = client_handle(id, addr, laddr, proto);
+    shared.clients.insert(id, handle.clone());
+    if shared.shutting_down.load(Ordering::SeqCst) {
+        handle.killed.store(true, Ordering::SeqCst);
+        handle.kill.notify_one();
+    }
+    let mut serve_as = proto;
+    if proto == Protocol::Memcache {
+        // A memcache connection whose first byte is `*` speaks RESP for its
+        // whole life (no memcache command starts with `*`): shoal-proxy runs
+        // SCAN / SHOAL.MIGRATE / INFO against servers it knows by memcache address.
+        let mut first = [0u8; 1];
+        let peeked = tokio::select! {
+            r = stream.peek(&mut first) => matches!(r, Ok(n) if n > 0),
+            _ = handle.kill.notified() => false,
+        };
+        if !peeked || handle.killed.load(Ordering::SeqCst) {
+            shared.clients.remove(&id);
+            shared.connected.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if first[0] == b'*' {
+            serve_as = Protocol::Resp;
+            handle = client_handle(id, addr, laddr, Protocol::Resp);
+            shared.clients.insert(id, handle.clone());
+            if shared.shutting_down.load(Ordering::SeqCst) {
+                handle.killed.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    match serve_as {
+        Protocol::Resp => resp_conn::run(&shared, stream, &handle).await,
+        Protocol::Memcache => mc_conn::run(&shared, stream, &handle).await,
+    }
+    shared.clients.remove(&id);
+    shared.connected.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn client_handle(
+    id: u64,
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    protocol: Protocol,
+) -> Arc<ClientHandle> {
+    Arc::new(ClientHandle {
         id,
         addr,
         laddr,
-        protocol: proto,
+        protocol,
         since: Instant::now(),
         last_ms: now_ms().into(),
         killed: false.into(),
@@ -243,18 +287,7 @@ async fn serve(shared: Arc<Shared>, stream: StdStream, proto: Protocol) {
             resp: 2,
             ..Default::default()
         }),
-    });
-    shared.clients.insert(id, handle.clone());
-    if shared.shutting_down.load(Ordering::SeqCst) {
-        handle.killed.store(true, Ordering::SeqCst);
-        handle.kill.notify_one();
-    }
-    match proto {
-        Protocol::Resp => resp_conn::run(&shared, stream, &handle).await,
-        Protocol::Memcache => mc_conn::run(&shared, stream, &handle).await,
-    }
-    shared.clients.remove(&id);
-    shared.connected.fetch_sub(1, Ordering::SeqCst);
+    })
 }
 
 fn acceptor(

@@ -174,7 +174,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                     std::mem::swap(&mut args_next, &mut args_next2);
                     cur = next;
                     p1 = p2;
-                    if conn.close || conn.repl.psync.is_some() {
+                    if conn.close || conn.repl.psync.is_some() || conn.pending.is_some() {
                         break;
                     }
                     if out.len() >= OUT_HIGH_WATER {
@@ -246,6 +246,38 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             crate::repl::primary::serve_replica(shared, stream, rest, handle, &conn.repl).await;
             on_disconnect(shared, &mut conn);
             return;
+        }
+        if let Some(rx) = conn.pending.take() {
+            // A command finishing in a task (SHOAL.MIGRATE): its reply comes
+            // before anything pipelined after it.
+            let Some(reply) =
+                wait_pending(shared, &mut stream, &mut rbuf, rx, killed.as_mut()).await
+            else {
+                break 'conn;
+            };
+            if conn.reply_mode != ReplyMode::Off {
+                let mut w = ReplyWriter::new(&mut out, conn.proto);
+                match reply {
+                    Ok(n) => w.int(n),
+                    Err(e) => {
+                        w.error(e.as_bytes());
+                        shared
+                            .counters()
+                            .total_error_replies
+                            .fetch_add(1, Ordering::Relaxed);
+                        crate::stats::count_error();
+                    }
+                }
+                if stream.write_all(&out).await.is_err() {
+                    break 'conn;
+                }
+                shared
+                    .counters()
+                    .net_output_bytes
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                out.clear();
+            }
+            rerun = !rbuf.is_empty();
         }
         if let Some((block, consumed)) = blocked {
             match wait_unblocked(
@@ -357,6 +389,38 @@ async fn wait_unblocked(
         }
     }
     outcome
+}
+
+/// Waits for the reply of a command running in a task, reading on so a
+/// disconnect is noticed (what arrives waits its turn). None when the client
+/// went away or was killed (the task finishes on its own).
+async fn wait_pending(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    mut rx: tokio::sync::oneshot::Receiver<crate::exec::resp::AsyncReply>,
+    mut killed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Option<crate::exec::resp::AsyncReply> {
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            r = &mut rx => {
+                return Some(r.unwrap_or_else(|_| Err("ERR the command's task ended without a reply".into())));
+            }
+            _ = &mut killed => return None,
+            r = stream.read_buf(rbuf) => match r {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    shared.counters().net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if rbuf.len() as u64 > shared.settings.query_buffer_limit.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// Writes a pub/sub message plus any others already queued, in one write.

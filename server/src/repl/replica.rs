@@ -380,29 +380,48 @@ async fn load_snapshot(
 
 /// Applies one SHOAL.RESTORE record (key payload pxat flags cas).
 pub fn restore_record(shared: &Shared, req: &Req<'_>, now: u64) -> bool {
-    let num = |i: usize| {
-        std::str::from_utf8(req.arg(i))
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    let (Some(at), Some(flags), Some(cas)) = (num(3), num(4), num(5)) else {
+    let Some((entry, cas)) = decode_record(
+        shared,
+        req.arg(1),
+        req.arg(2),
+        req.arg(3),
+        req.arg(4),
+        req.arg(5),
+        now,
+    ) else {
         return false;
     };
     let key = req.arg(1);
-    let meta = Meta {
-        expire_at: (at != 0).then_some(at),
-        flags: flags as u32,
-        cas,
-        access: shared.keyspace.initial_access(now),
-    };
-    let entry = match crate::dump::decode(req.arg(2)) {
-        Ok(crate::dump::Restored::String(v)) => Entry::new(key, &[&v], &meta),
-        Ok(crate::dump::Restored::Object(o)) => Entry::new_object(key, Box::new(o), &meta),
-        Err(_) => return false,
-    };
     shared.keyspace.lock(key).insert_entry(key, entry);
     shared.keyspace.raise_cas_counter(cas);
     true
+}
+
+/// Builds the entry a SHOAL.RESTORE / SHOAL.IMPORT record describes (key,
+/// `crate::dump` payload, absolute expiry in unix ms or 0, memcache flags,
+/// CAS); also returns the CAS. None when a field is malformed.
+pub fn decode_record(
+    shared: &Shared,
+    key: &[u8],
+    payload: &[u8],
+    pxat: &[u8],
+    flags: &[u8],
+    cas: &[u8],
+    now: u64,
+) -> Option<(Entry, u64)> {
+    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    let (at, flags, cas) = (num(pxat)?, num(flags)?, num(cas)?);
+    let meta = Meta {
+        expire_at: (at != 0).then_some(at),
+        flags: u32::try_from(flags).ok()?,
+        cas,
+        access: shared.keyspace.initial_access(now),
+    };
+    let entry = match crate::dump::decode(payload).ok()? {
+        crate::dump::Restored::String(v) => Entry::new(key, &[&v], &meta),
+        crate::dump::Restored::Object(o) => Entry::new_object(key, Box::new(o), &meta),
+    };
+    Some((entry, cas))
 }
 
 async fn send_ack(w: &mut Wire, offset: u64) -> anyhow::Result<()> {

@@ -425,9 +425,10 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
     let mut out = String::new();
     if want("server") {
         let port = sh.resp_addrs.read().first().map_or(0, |a| a.port());
+        let mc_port = sh.memcache_addrs.read().first().map_or(0, |a| a.port());
         let _ = write!(
             out,
-            "# Server\r\nredis_version:{}\r\nshoal_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:\r\nio_threads_active:0\r\nthreads:{}\r\n",
+            "# Server\r\nredis_version:{}\r\nshoal_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nmemcache_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:\r\nio_threads_active:0\r\nthreads:{}\r\n",
             super::conn::REDIS_COMPAT_VERSION,
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
@@ -435,6 +436,7 @@ pub fn info_text(ctx: &Ctx<'_>, sections: &[String]) -> String {
             std::process::id(),
             sh.run_id,
             port,
+            mc_port,
             ctx.now * 1000,
             sh.uptime(),
             sh.uptime() / 86400,

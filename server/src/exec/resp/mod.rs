@@ -14,6 +14,7 @@ mod lists;
 mod longdouble;
 mod pubsub;
 mod repl;
+mod reshard;
 mod sets;
 mod strings;
 mod tx;
@@ -36,34 +37,51 @@ use crate::stats;
 pub struct Req<'a> {
     buf: &'a [u8],
     args: &'a Args,
+    /// Arguments skipped: 0, or 1 for the command wrapped by `SHOAL.ASK`.
+    skip: usize,
 }
 
 impl<'a> Req<'a> {
     /// Wraps decoded arguments.
     pub fn new(buf: &'a [u8], args: &'a Args) -> Self {
-        Req { buf, args }
+        Req { buf, args, skip: 0 }
+    }
+
+    /// The request made of arguments `1..` (the command a wrapper carries).
+    pub fn inner(&self) -> Req<'a> {
+        Req {
+            buf: self.buf,
+            args: self.args,
+            skip: self.skip + 1,
+        }
     }
 
     /// Argument `i` (0 is the command name).
     #[inline]
     pub fn arg(&self, i: usize) -> &'a [u8] {
-        self.args.get(self.buf, i)
+        self.args.get(self.buf, i + self.skip)
     }
 
     /// Number of arguments including the name.
     #[inline]
     pub fn len(&self) -> usize {
-        self.args.len()
+        self.args.len() - self.skip
     }
 
     /// Always false for a dispatched request (it has a name).
     pub fn is_empty(&self) -> bool {
-        self.args.is_empty()
+        self.len() == 0
     }
 
-    /// The whole request frame as received (MULTI queues it verbatim).
-    pub fn raw(&self) -> &'a [u8] {
-        self.buf
+    /// The request as a RESP frame: the bytes as received (MULTI queues them
+    /// verbatim, replication propagates them), re-encoded for a wrapped command.
+    pub fn raw(&self) -> std::borrow::Cow<'a, [u8]> {
+        if self.skip == 0 {
+            std::borrow::Cow::Borrowed(self.buf)
+        } else {
+            let args: Vec<&[u8]> = (0..self.len()).map(|i| self.arg(i)).collect();
+            std::borrow::Cow::Owned(crate::repl::frame(&args))
+        }
     }
 
     /// Arguments `from..`.
@@ -128,7 +146,14 @@ pub struct Conn {
     pub master_link: bool,
     /// Replication state of this client (REPLCONF, PSYNC, WAIT).
     pub repl: crate::repl::ConnRepl,
+    /// Set by a command that finishes in a task (SHOAL.MIGRATE): the
+    /// connection waits for its reply before running the next command.
+    pub pending: Option<tokio::sync::oneshot::Receiver<AsyncReply>>,
 }
+
+/// The reply of a command that finishes asynchronously: an integer, or an
+/// error line without its `-`.
+pub type AsyncReply = Result<i64, String>;
 
 impl Conn {
     /// Fresh state for a new RESP connection.
@@ -155,6 +180,7 @@ impl Conn {
             push_rx: None,
             master_link: false,
             repl: crate::repl::ConnRepl::default(),
+            pending: None,
         }
     }
 }
@@ -375,6 +401,9 @@ pub mod flags {
     pub const CONN: u16 = 64;
     /// Runs without the shared gate (EXEC takes it exclusively itself).
     pub const EXCLUSIVE: u16 = 128;
+    /// Wraps another command (SHOAL.ASK): `dispatch` hands it over after the
+    /// arity and auth checks.
+    pub const WRAPPER: u16 = 256;
 }
 
 /// A command table row.
@@ -414,6 +443,7 @@ pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
     v.extend(pubsub::table());
     v.extend(bits::table());
     v.extend(repl::table());
+    v.extend(reshard::table());
     for (i, s) in v.iter_mut().enumerate() {
         s.id = i;
     }
@@ -624,6 +654,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         reject_cmd(ctx, Some(spec), "NOAUTH Authentication required.");
         return;
     }
+    if spec.flags & WRAPPER != 0 {
+        reshard::ask(ctx, req, spec);
+        stats::record(spec.id);
+        return;
+    }
     // Replication: refusals (read-only replica, stale link, min-replicas), and
     // the repl lock that orders this write into the stream (docs/replication.md).
     let mut repl_scope = None;
@@ -664,7 +699,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     }
     if let Some(queue) = ctx.conn.multi.as_mut() {
         if !NOT_QUEUED.contains(&spec.name) {
-            queue.push(req.raw().to_vec());
+            queue.push(req.raw().into_owned());
             ctx.w().simple(b"QUEUED");
             return;
         }

@@ -120,10 +120,18 @@ pub fn wait(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     if timeout < 0 {
         return ctx.err("ERR timeout is negative");
     }
-    let r = &ctx.shared.repl;
-    if r.is_replica() {
+    if ctx.shared.repl.is_replica() {
         return ctx.err("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.");
     }
+    wait_acks(ctx, n, timeout);
+}
+
+/// WAIT's body (`timeout` checked, not a replica): replies how many replicas
+/// acknowledged this connection's last write once `n` did, the timeout
+/// (ms, 0 = forever) passed, or at once inside EXEC; otherwise suspends the
+/// connection and is re-run on every ACK.
+pub(super) fn wait_acks(ctx: &mut Ctx<'_>, n: i64, timeout: i64) {
+    let r = &ctx.shared.repl;
     let target = *ctx.conn.repl.wait_offset.get_or_insert_with(|| r.offset());
     let acked = r.acked(target);
     let expired = matches!(ctx.conn.block_deadline, Some(Some(d)) if Instant::now() >= d);
@@ -570,10 +578,10 @@ pub(super) fn propagate(
                 frame_into(&mut b, &args);
                 b
             }
-            _ => req.raw().to_vec(),
+            _ => req.raw().into_owned(),
         }
     } else {
-        req.raw().to_vec()
+        req.raw().into_owned()
     };
     repl::end_write(ctx.shared, scope, ctx.now, Some(&body));
 }
