@@ -5,6 +5,9 @@
 //! * [`resp`] / [`memcache`]: raw clients that send exact bytes and return the exact bytes
 //!   of complete replies.
 //! * [`proxy`]: run `shoal-proxy` in front of such servers with a generated pool file.
+//! * [`history`]: record what concurrent clients saw (single writer per key, strictly
+//!   increasing values) and check it: lost writes, stale reads, resurrections,
+//!   client-visible errors; plus a multi-threaded load driver that produces such histories.
 //! * [`diff`]: run the same case list against the reference server and the target, compare
 //!   byte for byte (or with a per-case relaxed mode), and report every mismatch.
 //!
@@ -12,6 +15,7 @@
 //! the harness is checked against itself.
 
 pub mod diff;
+pub mod history;
 pub mod memcache;
 pub mod proxy;
 pub mod resp;

@@ -118,6 +118,9 @@ pub struct ProxyProc {
     dir: PathBuf,
     /// `(pool name, port, redis)` in file order.
     pools: Vec<(String, u16, bool)>,
+    /// The binary and the extra arguments it was started with (for [`ProxyProc::restart`]).
+    bin: PathBuf,
+    extra: Vec<String>,
 }
 
 impl ProxyProc {
@@ -179,6 +182,8 @@ impl ProxyProc {
             child: Some(child),
             dir,
             pools: ports,
+            bin: bin.to_path_buf(),
+            extra: extra.to_vec(),
         };
         let start = Instant::now();
         loop {
@@ -250,6 +255,71 @@ impl ProxyProc {
     /// Whether the process still runs.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// The private directory holding the pool file and the log (removed on drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills the proxy with SIGKILL (no clean shutdown) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the proxy if it still runs, then starts it again with the same pool file,
+    /// ports and arguments, and waits until every pool answers (retrying, bounded by
+    /// [`READY_TIMEOUT`], while a listen port is still held). The log is appended to.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let start = Instant::now();
+        loop {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join("log"))
+                .expect("proxy log file");
+            let err = log.try_clone().expect("clone log handle");
+            let child = Command::new(&self.bin)
+                .arg("-c")
+                .arg(self.config_path())
+                .args(["--threads", "2", "--loglevel", "info"])
+                .args(&self.extra)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(err)
+                .spawn()
+                .unwrap_or_else(|e| panic!("respawning {}: {e}", self.bin.display()));
+            self.child = Some(child);
+            loop {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    self.child = None;
+                    let text = self.log_text();
+                    assert!(
+                        text.contains("in use") && start.elapsed() < READY_TIMEOUT,
+                        "shoal-proxy exited with {status} on restart; log:\n{text}"
+                    );
+                    break; // a listen port is still held: try again
+                }
+                if self
+                    .pools
+                    .iter()
+                    .all(|(_, port, redis)| ready(*port, *redis))
+                {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < READY_TIMEOUT,
+                    "shoal-proxy not ready {READY_TIMEOUT:?} after restart; log:\n{}",
+                    self.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

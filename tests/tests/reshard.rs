@@ -1,0 +1,934 @@
+//! Live resharding through `shoal-proxy`, under load, checked with the history checker
+//! of `shoal_tests::history` (one writer per key, strictly increasing values; every
+//! read is checked against the writes acknowledged before it started and those
+//! concurrent with it; see that module for the rules).
+//!
+//! Set-up: `shoal-server` shards, each with a RESP port and a memcache port over one
+//! keyspace; the proxy has a Redis pool (`cache`) over the RESP ports and a memcache
+//! pool (`mcache`) over the memcache ports with the same server names, hash
+//! (`fnv1a_64`), distribution (`ketama`) and hash tag (`{}`), so the two pools are
+//! siblings and are resharded together. Admin commands go to the Redis pool's port:
+//! `SHOAL RESHARD ADD|REMOVE|WEIGHT|STATUS|PAUSE|RESUME|CANCEL|RATE`.
+//!
+//! * `history_clean_without_reshard`: the same set-up and load without any reshard: the
+//!   harness itself finds nothing to report on a correct system (no false positives).
+//! * `reshard_3_4_5_3_history`: 5 servers, the proxy starts with 3; 20,000 RESP keys
+//!   (every 10th with a TTL) and 2,000 memcache keys (flags, some with an exptime, CAS
+//!   ids noted) preloaded; under load: ADD the 4th, ADD the 5th, REMOVE an original one
+//!   and the 4th, each to `state:done`. Then: the history is clean (no lost write, stale
+//!   read, resurrection, client-visible error; flags, TTLs and CAS ids moved with their
+//!   keys), every preloaded key reads back with its value, TTL, flags and CAS id, every
+//!   server holds exactly the keys the final ring gives it (the removed ones none), and
+//!   `SHOAL TOPOLOGY` lists the final servers.
+//! * `reshard_pause_resume_cancel`: ADD with a low `RATE`; STATUS shows progress; PAUSE
+//!   (`keys_moved` stays put across two polls 500 ms apart); RESUME (it grows again);
+//!   CANCEL: the reshard ends (`idle` or `done`) with the old ring: the added server is
+//!   empty, every key is where the old ring puts it, all preloaded keys read back, the
+//!   history is clean.
+//! * `reshard_survives_proxy_kill`: with `--state-file`, kill -9 the proxy mid-reshard
+//!   (`keys_moved > 0`, state running), restart it with the same file: STATUS shows the
+//!   reshard resumed and it reaches `done`; preloaded keys intact; placement is the new
+//!   ring's. Client errors are excused only for requests that overlap the outage (from
+//!   just before the kill until the restarted proxy answers on both ports) or that
+//!   used a connection opened before the kill (its first use afterwards fails); a failed
+//!   write counts as "maybe applied", never as acknowledged. Every request that
+//!   completed on a live proxy is checked as usual.
+//! * `reshard_survives_source_failover`: every shard has a replica (`--replicaof`) and
+//!   the pool `failover: true`; writes are acknowledged only with `WAIT 1` (replication
+//!   is asynchronous: without it a primary's kill may legitimately lose the last
+//!   writes); mid-reshard kill -9 the primary of the source that gives the new server the
+//!   most keys; the proxy promotes its replica; the old primary comes back as a replica;
+//!   the reshard reaches `done`. Excused: errors (including a `WAIT` that found no
+//!   replica) of requests that involve a key of the dead shard and overlap the time from
+//!   the kill until the old primary follows the promoted one. Not excused: any error on
+//!   another key, any error outside that time, any acknowledged write lost, any stale
+//!   read. This test runs the Redis pool alone: the proxy only promotes replicas in
+//!   Redis pools, so a memcache sibling would keep pointing at the dead server.
+//!
+//! The tests that need the live-resharding proxy fail at once with a clear message when
+//! the proxy does not know `SHOAL RESHARD`. Readiness is polled with deadlines; the
+//! only fixed wait is the 500 ms that shows a paused reshard stays paused.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use shoal_client::ring::{hash_tag, Distribution, HashKind, Ring, RingNode};
+use shoal_tests::escape;
+use shoal_tests::history::{check, key_names, CheckOptions, History, Load, LoadConfig, Window};
+use shoal_tests::memcache::{McConn, Seg};
+use shoal_tests::proxy::{info_field, topology, wait_until, Pool, ProxyProc};
+use shoal_tests::resp::{encode_command, parse, Read1, RespConn};
+use shoal_tests::servers::{free_port, spawn_shoal, spawn_shoal_with, ServerProc};
+
+const REDIS_POOL: &str = "cache";
+const MC_POOL: &str = "mcache";
+/// Preloaded RESP keys with `EX` (every n-th).
+const RESP_TTL_EVERY: usize = 10;
+/// Preloaded memcache keys with an exptime (every n-th).
+const MC_TTL_EVERY: usize = 5;
+const PRELOAD_TTL: u64 = 100_000;
+
+fn name(i: usize) -> String {
+    format!("shard{i}")
+}
+
+// ---------------------------------------------------------------------------------------
+// set-up
+
+/// The keys every pool of these tests shares (siblings must agree on them).
+fn ring_keys(p: Pool) -> Pool {
+    p.key("hash", "fnv1a_64")
+        .key("distribution", "ketama")
+        .key("hash_tag", "\"{}\"")
+        .key("backend", "shoal")
+}
+
+/// The Redis pool and its memcache sibling over `servers` (`(index, server)`).
+fn sibling_pools(servers: &[(usize, &ServerProc)]) -> Vec<Pool> {
+    let mut redis = ring_keys(Pool::redis(REDIS_POOL));
+    let mut mc = ring_keys(Pool::memcache(MC_POOL));
+    for (i, s) in servers {
+        redis = redis.server(&name(*i), s.resp_port());
+        mc = mc.server(&name(*i), s.memcache_port());
+    }
+    vec![redis, mc]
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "shoal-reshard-{}-{tag}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    fn path(&self) -> String {
+        self.0.to_str().expect("utf-8 temp path").to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// admin
+
+/// `SHOAL RESHARD <args>` on `port`; the raw reply. Fails the test with a clear message
+/// when the proxy does not implement live resharding.
+fn reshard(port: u16, args: &[&str]) -> Vec<u8> {
+    let mut full = vec!["SHOAL", "RESHARD"];
+    full.extend_from_slice(args);
+    let mut c = RespConn::connect(port);
+    c.timeout = Duration::from_secs(10);
+    let r = match c.cmd(&full) {
+        Read1::Reply(r) => r,
+        other => panic!("SHOAL RESHARD {args:?}: {}", other.describe()),
+    };
+    let text = String::from_utf8_lossy(&r).to_ascii_lowercase();
+    if r.starts_with(b"-") && text.contains("unknown") {
+        panic!(
+            "this shoal-proxy does not implement live resharding: `SHOAL RESHARD {}` answered {} \
+             (these tests need the SHOAL RESHARD admin commands)",
+            args.join(" "),
+            escape(&r)
+        );
+    }
+    r
+}
+
+fn reshard_ok(port: u16, args: &[&str]) {
+    let r = reshard(port, args);
+    assert_eq!(
+        r,
+        b"+OK\r\n",
+        "SHOAL RESHARD {}: {}",
+        args.join(" "),
+        escape(&r)
+    );
+}
+
+type Status = BTreeMap<String, String>;
+
+/// `SHOAL RESHARD STATUS` as `field -> value`.
+fn status(port: u16) -> Status {
+    let raw = reshard(port, &["STATUS"]);
+    let v = parse(&raw).unwrap_or_else(|| panic!("STATUS: {}", escape(&raw)));
+    let body = v
+        .as_bytes()
+        .unwrap_or_else(|| panic!("STATUS is not a string: {}", escape(&raw)));
+    let body = String::from_utf8_lossy(body.strip_prefix(b"txt:").unwrap_or(body)).into_owned();
+    let st: Status = body
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    assert!(st.contains_key("state"), "STATUS without state: {body}");
+    st
+}
+
+fn state(st: &Status) -> &str {
+    st.get("state").map_or("", String::as_str)
+}
+
+fn moved(st: &Status) -> u64 {
+    st.get("keys_moved")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("STATUS without a numeric keys_moved: {st:?}"))
+}
+
+/// Polls STATUS until `ok` holds; fails at once on `state:failed`, and after `timeout`
+/// with the last status.
+fn wait_status(port: u16, what: &str, timeout: Duration, ok: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let st = status(port);
+        assert_ne!(
+            state(&st),
+            "failed",
+            "reshard failed while waiting for {what}: {st:?}"
+        );
+        if ok(&st) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last STATUS {st:?}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn wait_done(port: u16, what: &str, timeout: Duration) -> Status {
+    let t = Instant::now();
+    let st = wait_status(port, what, timeout, |s| state(s) == "done");
+    eprintln!(
+        "[reshard] {what}: done in {:?}, keys_moved {}, bytes_moved {}",
+        t.elapsed(),
+        st.get("keys_moved").map_or("?", String::as_str),
+        st.get("bytes_moved").map_or("?", String::as_str)
+    );
+    st
+}
+
+/// Waits until the reshard just requested runs (past any `starting` phase), then sets
+/// the rate: a rate given while a reshard is being planned may be replaced by the plan's.
+fn running_at_rate(port: u16, keys_per_sec: u64) {
+    wait_status(port, "the reshard to run", Duration::from_secs(15), |s| {
+        matches!(state(s), "running" | "done")
+    });
+    reshard_ok(port, &["RATE", &keys_per_sec.to_string()]);
+    let st = status(port);
+    if let Some(r) = st.get("rate_keys") {
+        assert_eq!(r, &keys_per_sec.to_string(), "RATE not applied: {st:?}");
+    }
+}
+
+/// Fails fast when the proxy has no live resharding; the state before the first reshard.
+fn require_reshard(port: u16) {
+    let st = status(port);
+    assert!(
+        matches!(state(&st), "idle" | "done"),
+        "a fresh proxy reports {st:?}"
+    );
+}
+
+fn add_args(port: u16) -> String {
+    format!("127.0.0.1:{port}:1")
+}
+
+// ---------------------------------------------------------------------------------------
+// preloaded data
+
+/// Keys written before the load, with known values, TTLs, flags and CAS ids.
+struct Preload {
+    resp: Vec<String>,
+    mc: Vec<String>,
+    mc_cas: Vec<u64>,
+}
+
+fn mc_flags(i: usize) -> u32 {
+    (i % 60_000) as u32 + 1
+}
+
+fn read_ok(c: &mut RespConn, what: &str) -> Vec<u8> {
+    match c.read_reply() {
+        Read1::Reply(b) => b,
+        other => panic!("{what}: {}", other.describe()),
+    }
+}
+
+/// `VALUE` blocks of a memcache retrieval reply: `key -> (flags, cas, data)`.
+fn mc_values(segs: &[Seg]) -> BTreeMap<String, (u32, u64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut it = segs.iter();
+    while let Some(s) = it.next() {
+        let Seg::Line(l) = s else { continue };
+        let l = String::from_utf8_lossy(l).into_owned();
+        let t: Vec<&str> = l.split(' ').collect();
+        if t.first() != Some(&"VALUE") {
+            continue;
+        }
+        let data = match it.next() {
+            Some(Seg::Data(d)) => d.clone(),
+            other => panic!("VALUE without data: {other:?}"),
+        };
+        out.insert(
+            t[1].to_string(),
+            (
+                t[2].parse().expect("flags"),
+                t.get(4).map_or(0, |c| c.parse().expect("cas")),
+                data,
+            ),
+        );
+    }
+    out
+}
+
+/// Writes `n_resp` RESP keys (pipelined; every 10th with `EX`) and `n_mc` memcache keys
+/// (flags, every 5th with an exptime) through the proxy and notes the CAS ids. With
+/// `wait`, a `WAIT 1` after the RESP keys must see them on a replica.
+fn preload(
+    resp_port: u16,
+    mc_port: Option<u16>,
+    n_resp: usize,
+    n_mc: usize,
+    wait: bool,
+) -> Preload {
+    let t = Instant::now();
+    let resp = key_names("pre", n_resp, 0);
+    let mut c = RespConn::connect(resp_port);
+    c.timeout = Duration::from_secs(10);
+    for chunk in (0..n_resp).collect::<Vec<_>>().chunks(500) {
+        let mut req = Vec::new();
+        for &i in chunk {
+            let v = format!("pv{i}");
+            if i % RESP_TTL_EVERY == 0 {
+                let ttl = PRELOAD_TTL.to_string();
+                req.extend(encode_command(&["SET", &resp[i], &v, "EX", &ttl]));
+            } else {
+                req.extend(encode_command(&["SET", &resp[i], &v]));
+            }
+        }
+        c.send(&req);
+        for &i in chunk {
+            let r = read_ok(&mut c, "preload SET");
+            assert_eq!(r, b"+OK\r\n", "preload {}: {}", resp[i], escape(&r));
+        }
+    }
+    if wait {
+        let r = c.call(&["WAIT", "1", "5000"]);
+        assert_eq!(r, b":1\r\n", "WAIT after the preload: {}", escape(&r));
+    }
+    let mc = key_names("mpre", n_mc, 0);
+    let mut mc_cas = Vec::new();
+    if let Some(mp) = mc_port {
+        let mut m = McConn::connect(mp);
+        m.timeout = Duration::from_secs(10);
+        for chunk in (0..n_mc).collect::<Vec<_>>().chunks(200) {
+            let mut req = Vec::new();
+            for &i in chunk {
+                let v = format!("mv{i}");
+                let exp = if i % MC_TTL_EVERY == 0 {
+                    PRELOAD_TTL
+                } else {
+                    0
+                };
+                req.extend(
+                    format!("set {} {} {exp} {}\r\n{v}\r\n", mc[i], mc_flags(i), v.len())
+                        .into_bytes(),
+                );
+            }
+            let r = m.request(&req);
+            let lines: Vec<&[u8]> = r.lines().collect();
+            assert!(
+                r.incomplete.is_none() && lines.iter().all(|l| *l == b"STORED"),
+                "preload memcache sets: {}",
+                r.describe()
+            );
+        }
+        for chunk in mc.chunks(100) {
+            let r = m.request(format!("gets {}\r\n", chunk.join(" ")).as_bytes());
+            assert!(r.incomplete.is_none(), "preload gets: {}", r.describe());
+            let vals = mc_values(&r.segs);
+            for k in chunk {
+                let (_, cas, _) = vals
+                    .get(k)
+                    .unwrap_or_else(|| panic!("preloaded {k} not found by gets"));
+                mc_cas.push(*cas);
+            }
+        }
+    }
+    eprintln!(
+        "[reshard] preloaded {n_resp} RESP + {} memcache keys in {:?}",
+        mc.len(),
+        t.elapsed()
+    );
+    Preload { resp, mc, mc_cas }
+}
+
+fn ttl_ok(ttl: i64, with: bool) -> bool {
+    if with {
+        ttl > 0 && ttl <= PRELOAD_TTL as i64
+    } else {
+        ttl == -1
+    }
+}
+
+/// Every preloaded key through the proxy: value, TTL (RESP), flags and CAS id
+/// (memcache). Returns the failures.
+fn verify_preload(p: &Preload, resp_port: u16, mc_port: Option<u16>) -> Vec<String> {
+    let mut fails = Vec::new();
+    let mut c = RespConn::connect(resp_port);
+    c.timeout = Duration::from_secs(10);
+    let idx: Vec<usize> = (0..p.resp.len()).collect();
+    for chunk in idx.chunks(500) {
+        let mut mget: Vec<&str> = vec!["MGET"];
+        mget.extend(chunk.iter().map(|&i| p.resp[i].as_str()));
+        let raw = c.call(&mget);
+        let v = parse(&raw).unwrap_or_else(|| panic!("MGET: {}", escape(&raw)));
+        let items = v
+            .elements()
+            .unwrap_or_else(|| panic!("MGET: {}", escape(&raw)));
+        assert_eq!(items.len(), chunk.len(), "MGET length");
+        for (&i, it) in chunk.iter().zip(items) {
+            let want = format!("pv{i}");
+            if it.as_bytes() != Some(want.as_bytes()) {
+                fails.push(format!("{}: {:?}, want {want}", p.resp[i], it));
+            }
+        }
+        let mut req = Vec::new();
+        for &i in chunk {
+            req.extend(encode_command(&["TTL", &p.resp[i]]));
+        }
+        c.send(&req);
+        for &i in chunk {
+            let r = read_ok(&mut c, "TTL");
+            let ttl = parse(&r).and_then(|v| v.as_int()).unwrap_or(i64::MIN);
+            if !ttl_ok(ttl, i % RESP_TTL_EVERY == 0) {
+                fails.push(format!("TTL {}: {}", p.resp[i], escape(&r)));
+            }
+        }
+    }
+    if let Some(mp) = mc_port {
+        let mut m = McConn::connect(mp);
+        m.timeout = Duration::from_secs(10);
+        for (n, chunk) in p.mc.chunks(100).enumerate() {
+            let r = m.request(format!("gets {}\r\n", chunk.join(" ")).as_bytes());
+            if r.incomplete.is_some() {
+                fails.push(format!("gets: {}", r.describe()));
+                continue;
+            }
+            let vals = mc_values(&r.segs);
+            for (j, k) in chunk.iter().enumerate() {
+                let i = n * 100 + j;
+                let want = (mc_flags(i), p.mc_cas[i], format!("mv{i}").into_bytes());
+                match vals.get(k) {
+                    Some(got) if *got == want => {}
+                    other => fails.push(format!(
+                        "memcache {k}: {other:?}, want (flags, cas, value) {want:?}"
+                    )),
+                }
+            }
+            let mut req = Vec::new();
+            for k in chunk {
+                req.extend(encode_command(&["TTL", k]));
+            }
+            c.send(&req);
+            for (j, k) in chunk.iter().enumerate() {
+                let r = read_ok(&mut c, "TTL");
+                let ttl = parse(&r).and_then(|v| v.as_int()).unwrap_or(i64::MIN);
+                if !ttl_ok(ttl, (n * 100 + j) % MC_TTL_EVERY == 0) {
+                    fails.push(format!("TTL of memcache key {k}: {}", escape(&r)));
+                }
+            }
+        }
+    }
+    fails
+}
+
+// ---------------------------------------------------------------------------------------
+// placement
+
+/// The ring of a pool whose servers are these names (weight 1; with names, addresses
+/// do not place keys).
+fn ring(names: &[String]) -> Ring {
+    let nodes: Vec<RingNode> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| RingNode::named("127.0.0.1", 10_000 + i as u16, 1, n.clone()))
+        .collect();
+    Ring::new(Distribution::Ketama, HashKind::Fnv1a_64, &nodes)
+}
+
+fn owner<'a>(r: &Ring, names: &'a [String], key: &str) -> &'a str {
+    let i = r
+        .locate(hash_tag(key.as_bytes(), Some(*b"{}")))
+        .expect("a live server");
+    &names[i]
+}
+
+/// Checker keys present at the end (they are part of what the servers hold).
+fn present_keys(resp_port: u16, keys: &[String]) -> Vec<String> {
+    let mut c = RespConn::connect(resp_port);
+    keys.iter()
+        .filter(|k| c.call(&["EXISTS", k]) == b":1\r\n")
+        .cloned()
+        .collect()
+}
+
+/// Every server (`(name, RESP port)`) holds exactly the `keys` the ring over `final_names`
+/// gives it: DBSIZE equals that count and all of them exist there; servers off the
+/// ring hold nothing. Returns the failures.
+fn check_placement(
+    servers: &[(String, u16)],
+    final_names: &[String],
+    keys: &[String],
+) -> Vec<String> {
+    let r = ring(final_names);
+    let mut fails = Vec::new();
+    for (n, port) in servers {
+        let mine: Vec<&String> = keys
+            .iter()
+            .filter(|k| final_names.contains(n) && owner(&r, final_names, k) == n.as_str())
+            .collect();
+        let mut c = RespConn::connect(*port);
+        c.timeout = Duration::from_secs(10);
+        let dbsize = parse(&c.call(&["DBSIZE"])).and_then(|v| v.as_int());
+        if dbsize != Some(mine.len() as i64) {
+            fails.push(format!(
+                "{n} holds {dbsize:?} keys, the final ring gives it {}",
+                mine.len()
+            ));
+        }
+        let mut found = 0;
+        for chunk in mine.chunks(500) {
+            let mut args: Vec<&str> = vec!["EXISTS"];
+            args.extend(chunk.iter().map(|k| k.as_str()));
+            found += parse(&c.call(&args)).and_then(|v| v.as_int()).unwrap_or(0);
+        }
+        if found != mine.len() as i64 {
+            fails.push(format!(
+                "{n} has {found} of the {} keys the final ring gives it",
+                mine.len()
+            ));
+        }
+        eprintln!(
+            "[reshard] {n}: {} keys expected, DBSIZE {dbsize:?}",
+            mine.len()
+        );
+    }
+    fails
+}
+
+fn topology_names(port: u16) -> Vec<String> {
+    let mut v: Vec<String> = topology(port)
+        .into_iter()
+        .filter(|r| r.pool == REDIS_POOL)
+        .map(|r| r.name)
+        .collect();
+    v.sort();
+    v
+}
+
+fn report_fails(what: &str, fails: &[String]) {
+    if fails.is_empty() {
+        return;
+    }
+    for f in fails.iter().take(30) {
+        eprintln!("{what}: {f}");
+    }
+    panic!("{what}: {} failure(s); first: {}", fails.len(), fails[0]);
+}
+
+/// Stops the load, reads every key once more and checks the history.
+fn finish(
+    load: Load,
+    resp_port: u16,
+    mc_port: Option<u16>,
+    opts: &CheckOptions,
+    what: &str,
+) -> History {
+    let mut h = load.stop();
+    h.final_reads(resp_port, mc_port, Duration::from_secs(10));
+    let report = check(&h, opts);
+    eprintln!("[reshard] {what}: {} ops; {report}", h.ops.len());
+    report.assert_clean(what);
+    h
+}
+
+fn load_config(resp_port: u16, mc_port: Option<u16>, prefix: &str) -> LoadConfig {
+    let mut cfg = LoadConfig::new(resp_port, mc_port);
+    cfg.prefix = prefix.into();
+    cfg.max_duration = Duration::from_secs(150);
+    cfg
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+
+/// The harness against the real system without resharding: the same pools and load give
+/// a clean history (what the reshard tests find is theirs, not the harness's).
+#[test]
+fn history_clean_without_reshard() {
+    let servers: Vec<ServerProc> = (0..3).map(|_| spawn_shoal()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().collect();
+    let proxy = ProxyProc::start(&sibling_pools(&pairs));
+    let (rp, mp) = (proxy.port(REDIS_POOL), proxy.port(MC_POOL));
+    let pre = preload(rp, Some(mp), 2_000, 500, false);
+    let load = Load::start(load_config(rp, Some(mp), "h0"));
+    load.wait_for_ops(6_000, Duration::from_secs(30));
+    let h = finish(load, rp, Some(mp), &CheckOptions::default(), "no reshard");
+    assert!(h.ops.len() > 6_000);
+    report_fails("preloaded keys", &verify_preload(&pre, rp, Some(mp)));
+    // The keys are spread: every shard holds checker keys.
+    let names: Vec<String> = (0..3).map(name).collect();
+    let r = ring(&names);
+    for n in &names {
+        assert!(
+            h.keys.iter().filter(|k| owner(&r, &names, k) == n).count() > 20,
+            "{n} owns too few checker keys"
+        );
+    }
+}
+
+#[test]
+fn reshard_3_4_5_3_history() {
+    let servers: Vec<ServerProc> = (0..5).map(|_| spawn_shoal()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let proxy = ProxyProc::start(&sibling_pools(&pairs));
+    let (rp, mp) = (proxy.port(REDIS_POOL), proxy.port(MC_POOL));
+    require_reshard(rp);
+    let pre = preload(rp, Some(mp), 20_000, 2_000, false);
+    let load = Load::start(load_config(rp, Some(mp), "ha"));
+    load.wait_for_ops(500, Duration::from_secs(15));
+
+    // 3 -> 4 -> 5 -> 4 (an original server leaves) -> 3.
+    let steps: [(&str, usize); 4] = [("ADD", 3), ("ADD", 4), ("REMOVE", 0), ("REMOVE", 3)];
+    for (op, i) in steps {
+        let what = format!("{op} {}", name(i));
+        if op == "ADD" {
+            reshard_ok(rp, &["ADD", &add_args(servers[i].resp_port()), &name(i)]);
+        } else {
+            reshard_ok(rp, &["REMOVE", &name(i)]);
+        }
+        let st = wait_done(rp, &what, Duration::from_secs(60));
+        assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
+        // The clients are still served between reshards.
+        load.wait_for_ops(200, Duration::from_secs(15));
+    }
+    let h = finish(load, rp, Some(mp), &CheckOptions::default(), "3-4-5-3");
+
+    report_fails("preloaded keys", &verify_preload(&pre, rp, Some(mp)));
+    let final_names: Vec<String> = [1, 2, 4].into_iter().map(name).collect();
+    assert_eq!(
+        topology_names(rp),
+        final_names,
+        "SHOAL TOPOLOGY after the reshards"
+    );
+    let mut keys = pre.resp.clone();
+    keys.extend(pre.mc.iter().cloned());
+    keys.extend(present_keys(rp, &h.keys));
+    let all: Vec<(String, u16)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (name(i), s.resp_port()))
+        .collect();
+    report_fails("placement", &check_placement(&all, &final_names, &keys));
+}
+
+#[test]
+fn reshard_pause_resume_cancel() {
+    let servers: Vec<ServerProc> = (0..4).map(|_| spawn_shoal()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let proxy = ProxyProc::start(&sibling_pools(&pairs));
+    let (rp, mp) = (proxy.port(REDIS_POOL), proxy.port(MC_POOL));
+    require_reshard(rp);
+    let pre = preload(rp, Some(mp), 6_000, 1_000, false);
+    let load = Load::start(load_config(rp, Some(mp), "hb"));
+    load.wait_for_ops(500, Duration::from_secs(15));
+
+    reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
+    // About 1,750 keys move at 150/s: well over 10 s, time to pause, resume and cancel.
+    running_at_rate(rp, 150);
+    let st = wait_status(rp, "the first keys moved", Duration::from_secs(20), |s| {
+        moved(s) > 0
+    });
+    let m0 = moved(&st);
+    wait_status(rp, "keys_moved to grow", Duration::from_secs(20), |s| {
+        moved(s) > m0
+    });
+
+    reshard_ok(rp, &["PAUSE"]);
+    let st = wait_status(rp, "state:paused", Duration::from_secs(20), |s| {
+        state(s) == "paused"
+    });
+    let paused_at = moved(&st);
+    std::thread::sleep(Duration::from_millis(500));
+    let st2 = status(rp);
+    assert_eq!(state(&st2), "paused", "{st2:?}");
+    assert_eq!(
+        moved(&st2),
+        paused_at,
+        "keys moved while paused: {st:?} then {st2:?}"
+    );
+
+    reshard_ok(rp, &["RESUME"]);
+    let st = wait_status(
+        rp,
+        "moving again after RESUME",
+        Duration::from_secs(20),
+        |s| state(s) == "running" && moved(s) > paused_at,
+    );
+    assert_eq!(state(&st), "running", "finished before CANCEL: {st:?}");
+
+    reshard_ok(rp, &["CANCEL"]);
+    let st = wait_status(
+        rp,
+        "the cancelled reshard to end",
+        Duration::from_secs(60),
+        |s| matches!(state(s), "idle" | "done"),
+    );
+    eprintln!("[reshard] cancelled: {st:?}");
+    load.wait_for_ops(200, Duration::from_secs(15));
+    let h = finish(
+        load,
+        rp,
+        Some(mp),
+        &CheckOptions::default(),
+        "pause/resume/cancel",
+    );
+
+    report_fails("preloaded keys", &verify_preload(&pre, rp, Some(mp)));
+    let old: Vec<String> = (0..3).map(name).collect();
+    assert_eq!(topology_names(rp), old, "SHOAL TOPOLOGY after CANCEL");
+    let mut keys = pre.resp.clone();
+    keys.extend(pre.mc.iter().cloned());
+    keys.extend(present_keys(rp, &h.keys));
+    let all: Vec<(String, u16)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (name(i), s.resp_port()))
+        .collect();
+    // The added server is empty again and the old ring places every key.
+    report_fails("placement", &check_placement(&all, &old, &keys));
+}
+
+#[test]
+fn reshard_survives_proxy_kill() {
+    let servers: Vec<ServerProc> = (0..4).map(|_| spawn_shoal()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let dir = TempDir::new("state");
+    let state_file = format!("{}/reshard.state", dir.path());
+    let mut proxy = ProxyProc::start_with_args(
+        &sibling_pools(&pairs),
+        &["--state-file".to_string(), state_file.clone()],
+    );
+    let (rp, mp) = (proxy.port(REDIS_POOL), proxy.port(MC_POOL));
+    require_reshard(rp);
+    let pre = preload(rp, Some(mp), 20_000, 2_000, false);
+    let load = Load::start(load_config(rp, Some(mp), "hc"));
+    load.wait_for_ops(500, Duration::from_secs(15));
+
+    reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
+    running_at_rate(rp, 400);
+    let st = wait_status(rp, "keys moving", Duration::from_secs(30), |s| {
+        state(s) == "running" && moved(s) >= 100
+    });
+    assert!(
+        std::path::Path::new(&state_file).is_file(),
+        "no state file at {state_file} mid-reshard"
+    );
+
+    let down = Instant::now();
+    proxy.kill9();
+    eprintln!("[reshard] proxy killed at keys_moved {}", moved(&st));
+    proxy.restart();
+    let up = Instant::now();
+    eprintln!("[reshard] proxy back after {:?}", up - down);
+
+    let st = status(rp);
+    assert!(
+        matches!(state(&st), "running" | "done"),
+        "the restarted proxy did not resume the reshard: {st:?}"
+    );
+    reshard_ok(rp, &["RATE", "0"]);
+    wait_done(
+        rp,
+        "ADD shard3 after the proxy restart",
+        Duration::from_secs(60),
+    );
+    // Clients reconnected and are served again.
+    load.wait_for_ops(300, Duration::from_secs(15));
+    let opts = CheckOptions {
+        tolerate: vec![Window {
+            stale_connections: true,
+            ..Window::new(down, up, "proxy killed and restarted")
+        }],
+    };
+    let h = finish(load, rp, Some(mp), &opts, "proxy kill mid-reshard");
+
+    report_fails("preloaded keys", &verify_preload(&pre, rp, Some(mp)));
+    let new: Vec<String> = (0..4).map(name).collect();
+    assert_eq!(topology_names(rp), new, "SHOAL TOPOLOGY after the reshard");
+    let mut keys = pre.resp.clone();
+    keys.extend(pre.mc.iter().cloned());
+    keys.extend(present_keys(rp, &h.keys));
+    let all: Vec<(String, u16)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (name(i), s.resp_port()))
+        .collect();
+    report_fails("placement", &check_placement(&all, &new, &keys));
+}
+
+/// A shoal primary and its replica, each with a state directory (epoch fencing).
+struct Shard {
+    primary: ServerProc,
+    replica: ServerProc,
+    _dirs: (TempDir, TempDir),
+}
+
+fn shard_with_replica(tag: &str) -> Shard {
+    let (dp, dr) = (
+        TempDir::new(&format!("{tag}p")),
+        TempDir::new(&format!("{tag}r")),
+    );
+    let primary = spawn_shoal_with(&["--dir".into(), dp.path()], true, false);
+    let replica = spawn_shoal_with(
+        &[
+            "--dir".into(),
+            dr.path(),
+            "--replicaof".into(),
+            format!("127.0.0.1 {}", primary.resp_port()),
+        ],
+        true,
+        false,
+    );
+    Shard {
+        primary,
+        replica,
+        _dirs: (dp, dr),
+    }
+}
+
+#[test]
+fn reshard_survives_source_failover() {
+    let mut shards: Vec<Shard> = (0..4).map(|i| shard_with_replica(&name(i))).collect();
+    for s in &shards {
+        let rport = s.replica.resp_port();
+        wait_until("replica link up", Duration::from_secs(15), || {
+            info_field(rport, "master_link_status").as_deref() == Some("up")
+        });
+    }
+    let mut pool = ring_keys(Pool::redis(REDIS_POOL))
+        .key("failover", "true")
+        .key("failover_timeout", "500")
+        .key("health_interval", "100");
+    for (i, s) in shards.iter().enumerate().take(3) {
+        pool = pool
+            .server(&name(i), s.primary.resp_port())
+            .replicas(&name(i), &[s.replica.resp_port()]);
+    }
+    let proxy = ProxyProc::start(&[pool]);
+    let rp = proxy.port(REDIS_POOL);
+    require_reshard(rp);
+    let pre = preload(rp, None, 10_000, 0, true);
+
+    // The source that gives the new server the most keys is the one to kill.
+    let old: Vec<String> = (0..3).map(name).collect();
+    let new: Vec<String> = (0..4).map(name).collect();
+    let (ro, rn) = (ring(&old), ring(&new));
+    let victim = (0..3)
+        .max_by_key(|&i| {
+            pre.resp
+                .iter()
+                .filter(|k| owner(&ro, &old, k) == name(i) && owner(&rn, &new, k) == name(3))
+                .count()
+        })
+        .expect("three sources");
+
+    let mut cfg = load_config(rp, None, "hd");
+    cfg.wait_replicas = Some((1, 2000));
+    cfg.timeout = Duration::from_secs(8);
+    let load = Load::start(cfg);
+    load.wait_for_ops(300, Duration::from_secs(20));
+    let victim_keys: HashSet<String> = load
+        .keys()
+        .iter()
+        .filter(|k| owner(&ro, &old, k) == name(victim))
+        .cloned()
+        .collect();
+    assert!(!victim_keys.is_empty(), "no checker key on the victim");
+
+    reshard_ok(
+        rp,
+        &["ADD", &add_args(shards[3].primary.resp_port()), &name(3)],
+    );
+    running_at_rate(rp, 300);
+    let st = wait_status(rp, "keys moving", Duration::from_secs(30), |s| {
+        state(s) == "running" && moved(s) >= 50
+    });
+
+    let killed = Instant::now();
+    shards[victim].primary.kill9();
+    eprintln!(
+        "[reshard] killed the primary of {} at keys_moved {}",
+        name(victim),
+        moved(&st)
+    );
+    let promoted = format!("127.0.0.1:{}", shards[victim].replica.resp_port());
+    wait_until(
+        "the proxy to promote the replica",
+        Duration::from_secs(20),
+        || {
+            topology(rp)
+                .iter()
+                .any(|r| r.name == name(victim) && r.primary == promoted && r.state == "up")
+        },
+    );
+    eprintln!("[reshard] promoted after {:?}", killed.elapsed());
+    // The old primary comes back as a replica, so WAIT 1 is satisfiable again.
+    shards[victim].primary.restart();
+    let (pport, rport) = (
+        shards[victim].primary.resp_port(),
+        shards[victim].replica.resp_port().to_string(),
+    );
+    wait_until(
+        "the old primary to follow the promoted one",
+        Duration::from_secs(20),
+        || {
+            info_field(pport, "role").as_deref() == Some("slave")
+                && info_field(pport, "master_port").as_deref() == Some(rport.as_str())
+                && info_field(pport, "master_link_status").as_deref() == Some("up")
+        },
+    );
+    let settled = Instant::now();
+    eprintln!("[reshard] settled {:?} after the kill", settled - killed);
+
+    reshard_ok(rp, &["RATE", "0"]);
+    wait_done(rp, "ADD shard3 across a failover", Duration::from_secs(60));
+    load.wait_for_ops(300, Duration::from_secs(20));
+    let opts = CheckOptions {
+        tolerate: vec![Window {
+            keys: Some(victim_keys),
+            ..Window::new(
+                killed,
+                settled,
+                "source primary killed until it follows the promoted replica",
+            )
+        }],
+    };
+    finish(load, rp, None, &opts, "source failover mid-reshard");
+    report_fails("preloaded keys", &verify_preload(&pre, rp, None));
+}
