@@ -849,7 +849,6 @@ impl Driver {
         {
             return Ok(None);
         }
-        let old = self.control.st.lock().saved.clone();
         Ok(Some(Saved {
             pools,
             cancelled: false,
@@ -858,8 +857,8 @@ impl Driver {
             sources_done: Vec::new(),
             keys_moved: 0,
             bytes_moved: 0,
-            rate_keys: old.as_ref().map_or(0, |s| s.rate_keys),
-            rate_bytes: old.as_ref().map_or(0, |s| s.rate_bytes),
+            rate_keys: RATE_KEYS.load(Ordering::Relaxed),
+            rate_bytes: RATE_BYTES.load(Ordering::Relaxed),
         }))
     }
 
@@ -1104,6 +1103,16 @@ impl Driver {
         }
     }
 
+    /// Counts a moved batch (in the state and in what STATUS shows).
+    fn moved(&self, saved: &mut Saved, keys: i64, bytes: i64) {
+        saved.keys_moved += keys.max(0) as u64;
+        saved.bytes_moved += bytes.max(0) as u64;
+        if let Some(s) = self.control.st.lock().saved.as_mut() {
+            s.keys_moved = saved.keys_moved;
+            s.bytes_moved = saved.bytes_moved;
+        }
+    }
+
     /// Moves one batch, retrying until it is moved (or the reshard is paused or cancelled).
     async fn migrate(
         &self,
@@ -1151,13 +1160,12 @@ impl Driver {
             let c = conn.as_mut().expect("connected above");
             match c.call(&args).await {
                 Ok(Value::Int(n)) => {
-                    saved.keys_moved += n.max(0) as u64;
+                    self.moved(saved, n, 0);
                     return Ok(());
                 }
                 Ok(Value::Array(v)) if v.len() == 2 => {
                     if let (Value::Int(n), Value::Int(b)) = (&v[0], &v[1]) {
-                        saved.keys_moved += (*n).max(0) as u64;
-                        saved.bytes_moved += (*b).max(0) as u64;
+                        self.moved(saved, *n, *b);
                         throttle_bytes((*b).max(0) as u64).await;
                     }
                     return Ok(());
