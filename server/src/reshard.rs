@@ -476,8 +476,9 @@ async fn rollback(job: &MigrateJob, keys: &[Vec<u8>]) {
 }
 
 /// SHOAL.MIGRATE: moves the keys of `job` that exist here to the target.
-/// Returns how many moved, or an error line (without its `-`).
-pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<i64, String> {
+/// Returns `[keys moved, bytes of their serialized records]`, or an error line
+/// (without its `-`).
+pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<Vec<i64>, String> {
     let internal = |_| "ERR shoal migrate: internal error".to_string();
     let keys = std::mem::take(&mut job.keys);
     let sh = shared.clone();
@@ -486,8 +487,9 @@ pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<i64, St
         .map_err(internal)??;
     let n = marks.keys.len();
     if n == 0 {
-        return Ok(0);
+        return Ok(vec![0, 0]);
     }
+    let bytes = body.len() as i64;
     let header = format!("*{}\r\n$12\r\nSHOAL.IMPORT\r\n", 1 + 5 * n);
     let sent = send_import(&shared, &job, header.as_bytes(), &body).await;
     drop(body);
@@ -513,7 +515,7 @@ pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<i64, St
     };
     wait_replicas(&shared, offset, Instant::now() + job.timeout).await;
     drop(marks);
-    Ok(n as i64)
+    Ok(vec![n as i64, bytes])
 }
 
 /// A reply line from the target.

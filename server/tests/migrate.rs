@@ -115,9 +115,20 @@ impl Client {
         );
     }
 
+    /// An integer reply; for SHOAL.MIGRATE (`[moved, bytes]`) the keys moved.
     fn int(&mut self, args: &[&str]) -> i64 {
         match self.cmd(args) {
             Value::Int(n) => n,
+            Value::Array(v) if args[0] == "SHOAL.MIGRATE" && v.len() == 2 => match (&v[0], &v[1]) {
+                (Value::Int(n), Value::Int(b)) => {
+                    assert!(
+                        (*n == 0) == (*b == 0),
+                        "{args:?}: moved {n} keys in {b} bytes"
+                    );
+                    *n
+                }
+                _ => panic!("{args:?}: expected [moved, bytes], got {v:?}"),
+            },
             v => panic!("{args:?}: expected an integer, got {v:?}"),
         }
     }

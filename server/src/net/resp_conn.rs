@@ -258,7 +258,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             if conn.reply_mode != ReplyMode::Off {
                 let mut w = ReplyWriter::new(&mut out, conn.proto);
                 match reply {
-                    Ok(n) => w.int(n),
+                    Ok(v) if v.len() == 1 => w.int(v[0]),
+                    Ok(v) => {
+                        w.array(v.len());
+                        for n in v {
+                            w.int(n);
+                        }
+                    }
                     Err(e) => {
                         w.error(e.as_bytes());
                         shared

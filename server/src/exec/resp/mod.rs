@@ -151,9 +151,9 @@ pub struct Conn {
     pub pending: Option<tokio::sync::oneshot::Receiver<AsyncReply>>,
 }
 
-/// The reply of a command that finishes asynchronously: an integer, or an
-/// error line without its `-`.
-pub type AsyncReply = Result<i64, String>;
+/// The reply of a command that finishes asynchronously: integers (one: an
+/// integer reply; several: an array of them), or an error line without its `-`.
+pub type AsyncReply = Result<Vec<i64>, String>;
 
 impl Conn {
     /// Fresh state for a new RESP connection.

@@ -164,7 +164,7 @@ pub(super) fn ask(ctx: &mut Ctx<'_>, req: &Req<'_>, spec: &Spec) {
 }
 
 /// SHOAL.MIGRATE host port timeout-ms [AUTH password] KEYS key [key ...]:
-/// replies `:<keys moved>` once they are at the target (and its replicas)
+/// replies `*2 :<keys moved> :<bytes moved>` once they are at the target (and its replicas)
 /// and deleted here, or `-IOERR shoal migrate: <reason>` with the keys still
 /// here. Runs as a task; the connection waits for it without blocking its thread.
 pub fn migrate(ctx: &mut Ctx<'_>, req: &Req<'_>) {
