@@ -993,11 +993,23 @@ pub fn check(h: &History, opts: &CheckOptions) -> Report {
             };
             kc.flag(kind, ri, why);
         }
-        // Context for the first few keys with violations.
+        // Context for the first few keys with violations: the key's writes around the
+        // first violating op (4 before it started, those concurrent, 2 after).
         if report.violations.len() > before && contexts < 3 {
             contexts += 1;
-            let mut c = format!("write timeline of {}:", h.keys[ki]);
-            for w in &ws {
+            let v = &h.ops[report.violations[before].op];
+            let lo = ws
+                .partition_point(|w| h.ops[w.op].end < v.inv)
+                .saturating_sub(4);
+            let hi = (ws.partition_point(|w| h.ops[w.op].inv <= v.end) + 2).min(ws.len());
+            let mut c = format!(
+                "writes of {} around op #{} ({} of {}):",
+                h.keys[ki],
+                report.violations[before].op,
+                hi - lo,
+                ws.len()
+            );
+            for w in &ws[lo..hi] {
                 c.push_str(&format!(
                     "\n    {} => {}",
                     h.describe_op(w.op),
@@ -1933,6 +1945,11 @@ impl Load {
             errors,
             threads,
         }
+    }
+
+    /// When the load started: the reference of the `+s.sss` times in reports.
+    pub fn t0(&self) -> Instant {
+        self.t0
     }
 
     /// The checked keys.

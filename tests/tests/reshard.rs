@@ -567,6 +567,11 @@ fn finish(
     h
 }
 
+/// Now, relative to the load's start (the `+s.sss` times of the checker's reports).
+fn at(load: &Load) -> String {
+    format!("+{:.3}s", load.t0().elapsed().as_secs_f64())
+}
+
 fn load_config(resp_port: u16, mc_port: Option<u16>, prefix: &str) -> LoadConfig {
     let mut cfg = LoadConfig::new(resp_port, mc_port);
     cfg.prefix = prefix.into();
@@ -617,12 +622,16 @@ fn reshard_3_4_5_3_history() {
     let steps: [(&str, usize); 4] = [("ADD", 3), ("ADD", 4), ("REMOVE", 0), ("REMOVE", 3)];
     for (op, i) in steps {
         let what = format!("{op} {}", name(i));
+        eprintln!("[reshard] {} {what}", at(&load));
         if op == "ADD" {
             reshard_ok(rp, &["ADD", &add_args(servers[i].resp_port()), &name(i)]);
         } else {
             reshard_ok(rp, &["REMOVE", &name(i)]);
         }
+        // Throttled so that keys move for a few seconds while the clients run.
+        running_at_rate(rp, 2_500);
         let st = wait_done(rp, &what, Duration::from_secs(60));
+        eprintln!("[reshard] {} {what} done", at(&load));
         assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
         // The clients are still served between reshards.
         load.wait_for_ops(200, Duration::from_secs(15));
@@ -669,6 +678,7 @@ fn reshard_pause_resume_cancel() {
         moved(s) > m0
     });
 
+    eprintln!("[reshard] {} PAUSE", at(&load));
     reshard_ok(rp, &["PAUSE"]);
     let st = wait_status(rp, "state:paused", Duration::from_secs(20), |s| {
         state(s) == "paused"
@@ -683,6 +693,7 @@ fn reshard_pause_resume_cancel() {
         "keys moved while paused: {st:?} then {st2:?}"
     );
 
+    eprintln!("[reshard] {} RESUME", at(&load));
     reshard_ok(rp, &["RESUME"]);
     let st = wait_status(
         rp,
@@ -692,6 +703,7 @@ fn reshard_pause_resume_cancel() {
     );
     assert_eq!(state(&st), "running", "finished before CANCEL: {st:?}");
 
+    eprintln!("[reshard] {} CANCEL", at(&load));
     reshard_ok(rp, &["CANCEL"]);
     let st = wait_status(
         rp,
@@ -699,7 +711,7 @@ fn reshard_pause_resume_cancel() {
         Duration::from_secs(60),
         |s| matches!(state(s), "idle" | "done"),
     );
-    eprintln!("[reshard] cancelled: {st:?}");
+    eprintln!("[reshard] {} cancelled: {st:?}", at(&load));
     load.wait_for_ops(200, Duration::from_secs(15));
     let h = finish(
         load,
@@ -752,10 +764,14 @@ fn reshard_survives_proxy_kill() {
 
     let down = Instant::now();
     proxy.kill9();
-    eprintln!("[reshard] proxy killed at keys_moved {}", moved(&st));
+    eprintln!(
+        "[reshard] {} proxy killed at keys_moved {}",
+        at(&load),
+        moved(&st)
+    );
     proxy.restart();
     let up = Instant::now();
-    eprintln!("[reshard] proxy back after {:?}", up - down);
+    eprintln!("[reshard] {} proxy back after {:?}", at(&load), up - down);
 
     let st = status(rp);
     assert!(
@@ -883,7 +899,8 @@ fn reshard_survives_source_failover() {
     let killed = Instant::now();
     shards[victim].primary.kill9();
     eprintln!(
-        "[reshard] killed the primary of {} at keys_moved {}",
+        "[reshard] {} killed the primary of {} at keys_moved {}",
+        at(&load),
         name(victim),
         moved(&st)
     );
@@ -897,7 +914,11 @@ fn reshard_survives_source_failover() {
                 .any(|r| r.name == name(victim) && r.primary == promoted && r.state == "up")
         },
     );
-    eprintln!("[reshard] promoted after {:?}", killed.elapsed());
+    eprintln!(
+        "[reshard] {} promoted after {:?}",
+        at(&load),
+        killed.elapsed()
+    );
     // The old primary comes back as a replica, so WAIT 1 is satisfiable again.
     shards[victim].primary.restart();
     let (pport, rport) = (
@@ -914,7 +935,11 @@ fn reshard_survives_source_failover() {
         },
     );
     let settled = Instant::now();
-    eprintln!("[reshard] settled {:?} after the kill", settled - killed);
+    eprintln!(
+        "[reshard] {} settled {:?} after the kill",
+        at(&load),
+        settled - killed
+    );
 
     reshard_ok(rp, &["RATE", "0"]);
     wait_done(rp, "ADD shard3 across a failover", Duration::from_secs(60));
