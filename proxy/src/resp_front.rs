@@ -604,6 +604,11 @@ fn send_to(
     if src == dst {
         return send(ctx, sess, src, write, req);
     }
+    if write {
+        // Either owner may apply it: a later WAIT waits for both.
+        sess.written[src] = true;
+        sess.written[dst] = true;
+    }
     crate::ask::wrap_resp(req, &mut sess.wrap);
     let conn = ctx.worker.conn(
         ctx.pool_idx,
