@@ -305,7 +305,8 @@ impl Control {
             .as_ref()
             .map_or((0, 0), |s| (s.keys_moved, s.bytes_moved));
         metrics::gauge!("shoal_proxy_reshard_active").set(f64::from(u8::from(is_busy(st.state))));
-        metrics::gauge!("shoal_proxy_reshard_paused").set(f64::from(u8::from(st.state == "paused")));
+        metrics::gauge!("shoal_proxy_reshard_paused")
+            .set(f64::from(u8::from(st.state == "paused")));
         metrics::gauge!("shoal_proxy_reshard_keys_moved").set(moved as f64);
         metrics::gauge!("shoal_proxy_reshard_bytes_moved").set(bytes as f64);
         metrics::gauge!("shoal_proxy_reshard_keys_scanned").set(st.keys_scanned as f64);
@@ -1025,6 +1026,8 @@ impl Driver {
         let pool_name = saved.pools[0].pool.clone();
         let mut conn: Option<Rpc> = None;
         let mut cursor = b"0".to_vec();
+        // The primary the cursor belongs to: after a failover the scan starts over.
+        let mut scanned_on = String::new();
         let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
         loop {
             self.checkpoint(saved).await?;
@@ -1034,10 +1037,11 @@ impl Driver {
             };
             let pool = topo.pools[pi].clone();
             let addr = pool.servers[src].primary.clone();
-            if conn.as_ref().is_some_and(|c| c.addr != addr) {
+            if scanned_on != addr {
                 // The source failed over: its cursor means nothing on the new primary.
                 conn = None;
                 cursor = b"0".to_vec();
+                scanned_on.clone_from(&addr);
             }
             if conn.is_none() {
                 match Rpc::connect(&addr, pool.cfg.redis_auth.as_deref()).await {

@@ -90,7 +90,7 @@ impl Worker {
             pool.retain(|addr, conns| {
                 let ok = keep.contains(&(pi, addr.clone()));
                 if !ok {
-                    conns.iter().flatten().for_each(|c| c.close());
+                    conns.iter().flatten().for_each(close_when_idle);
                 }
                 ok
             });
@@ -98,7 +98,7 @@ impl Worker {
         self.idle.borrow_mut().retain(|k, conns| {
             let ok = keep.contains(&(k.0, k.1.clone()));
             if !ok {
-                conns.iter().for_each(|c| c.close());
+                conns.iter().for_each(close_when_idle);
             }
             ok
         });
@@ -222,6 +222,24 @@ impl Worker {
 
 /// Which address serves a request for server `idx` of `pool`. `last_write_us` is when
 /// this client's last write to that server completed (0: never), for read-your-writes.
+/// Closes a connection to a server that left the topology once the requests other
+/// clients still have on it are answered (a reshard that ends removes its old owners
+/// while asks to them may be in flight), or after 30 s.
+fn close_when_idle(c: &Rc<BackendConn>) {
+    if !c.busy() {
+        c.close();
+        return;
+    }
+    let c = c.clone();
+    tokio::task::spawn_local(async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while c.busy() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        c.close();
+    });
+}
+
 pub fn pick_addr<'a>(
     shared: &Shared,
     pool: &'a PoolView,
