@@ -7,6 +7,7 @@ mod cpu;
 mod proto;
 mod report;
 mod run;
+mod timeline;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -61,8 +62,8 @@ pub struct Args {
     #[arg(long)]
     requests: Option<u64>,
     /// Length of the measured phase in seconds (default 10 unless --requests is
-    /// given; never more than 600).
-    #[arg(long)]
+    /// given; never more than 600). `--duration` is the same flag.
+    #[arg(long, visible_alias = "duration")]
     test_time: Option<f64>,
     /// SET every key of the range once (pipelined) before measuring.
     #[arg(long)]
@@ -91,6 +92,22 @@ pub struct Args {
     /// Free-form label copied into the JSON (e.g. the target's name).
     #[arg(long, default_value = "")]
     label: String,
+    /// Write the measured phase as a CSV time series to this file, one row per
+    /// --timeline-interval-ms: t_seconds, ops, ops_per_sec, p50_us, p99_us, max_us,
+    /// gets, hits, misses, errors, unix_s.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
+    /// Interval of --timeline rows, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    timeline_interval_ms: u64,
+    /// In the measured phase, count a broken connection (its unanswered requests as
+    /// errors) and connect again instead of ending that connection's run.
+    #[arg(long)]
+    reconnect: bool,
+    /// End the measured phase early, as at its deadline (batches in flight complete),
+    /// once this file exists (checked every 100 ms); --test-time stays the bound.
+    #[arg(long)]
+    stop_file: Option<std::path::PathBuf>,
 }
 
 /// The rule of the project: load only ever targets this machine's loopback
@@ -167,6 +184,9 @@ fn build_config(a: &Args) -> Result<Config> {
         None if a.requests.is_some() => MAX_PHASE_SECS,
         None => 10.0,
     };
+    if !(10..=60_000).contains(&a.timeline_interval_ms) {
+        bail!("--timeline-interval-ms must be 10..=60000");
+    }
     Ok(Config {
         addr,
         protocol: a.protocol,
@@ -185,6 +205,12 @@ fn build_config(a: &Args) -> Result<Config> {
         run_for: Duration::from_secs_f64(test_time),
         prefill_for: Duration::from_secs_f64(MAX_PHASE_SECS),
         seed: a.seed,
+        timeline: a
+            .timeline
+            .clone()
+            .map(|p| (p, Duration::from_millis(a.timeline_interval_ms))),
+        reconnect: a.reconnect,
+        stop_file: a.stop_file.clone(),
     })
 }
 
@@ -295,6 +321,9 @@ fn real_main() -> Result<()> {
     }
     for e in &res.connection_errors {
         eprintln!("{e}");
+    }
+    for r in &res.reconnect_reasons {
+        eprintln!("reconnected: {r}");
     }
     if res.stats.ops() == 0 {
         bail!("no request completed");

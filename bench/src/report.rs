@@ -103,6 +103,12 @@ pub struct Measured {
     totals: OpReport,
     error_replies: u64,
     connection_errors: Vec<String>,
+    /// `--reconnect` only: connections that broke and were opened again, and
+    /// the requests that got no reply because of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconnects: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost_requests: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -181,6 +187,8 @@ impl Report {
             },
             error_replies: s.error_replies,
             connection_errors: res.connection_errors.clone(),
+            reconnects: c.reconnect.then_some(s.reconnects),
+            lost_requests: c.reconnect.then_some(s.lost_requests),
         };
         Report {
             config: config_report(a, c),
@@ -247,6 +255,11 @@ impl Report {
         if m.error_replies > 0 {
             println!("error replies: {}", m.error_replies);
         }
+        if let (Some(n), Some(lost)) = (m.reconnects, m.lost_requests) {
+            if n > 0 {
+                println!("broken connections reopened: {n} ({lost} requests lost)");
+            }
+        }
         if let Some(cpu) = &self.server_cpu {
             println!(
                 "server pid {}: {:.0} us CPU over the run, {:.3} us CPU per op",
@@ -274,7 +287,9 @@ impl Report {
                 m.gets.ops,
                 m.gets.hits.unwrap_or(0),
                 m.gets.misses.unwrap_or(0),
-                m.error_replies + m.connection_errors.len() as u64,
+                m.error_replies
+                    + m.connection_errors.len() as u64
+                    + m.lost_requests.unwrap_or(0),
                 l.p50,
                 l.p90,
                 l.p99,
@@ -282,6 +297,9 @@ impl Report {
                 l.max,
                 m.elapsed_s
             );
+            if let (Some(n), Some(lost)) = (m.reconnects, m.lost_requests) {
+                s += &format!(" reconnects={n} lost_requests={lost}");
+            }
         }
         match &self.server_cpu {
             Some(c) => s += &format!(" cpu_us_per_op={:.3}", c.us_per_op),

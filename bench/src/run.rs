@@ -5,9 +5,12 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -17,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::proto::{Op, Protocol, ReplyKind, Requests};
+use crate::timeline::{Collector, Msg, ThreadBuckets};
 
 /// Highest latency the histograms track (anything above is clamped): 60 s.
 const HIST_MAX_NS: u64 = 60_000_000_000;
@@ -24,6 +28,10 @@ const HIST_MAX_NS: u64 = 60_000_000_000;
 const IO_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_CHUNK: usize = 64 * 1024;
+/// Pause between a broken connection and the next connect (`--reconnect`).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// How many reconnect reasons a connection keeps (the rest are only counted).
+const KEEP_REASONS: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum KeyPattern {
@@ -58,7 +66,17 @@ pub struct Config {
     /// Wall-clock bound of the prefill phase.
     pub prefill_for: Duration,
     pub seed: u64,
+    /// `--timeline`: the CSV file and its interval (measured phase only).
+    pub timeline: Option<(PathBuf, Duration)>,
+    /// `--reconnect`: in the measured phase a broken connection is counted
+    /// (its outstanding requests as errors) and opened again until the deadline.
+    pub reconnect: bool,
+    /// `--stop-file`: the measured phase ends early (like at its deadline) once
+    /// this file exists; checked every STOP_POLL.
+    pub stop_file: Option<PathBuf>,
 }
+
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -77,6 +95,10 @@ pub struct Stats {
     pub hits: u64,
     pub misses: u64,
     pub error_replies: u64,
+    /// Requests that never got a reply because their connection broke (`--reconnect`).
+    pub lost_requests: u64,
+    /// Connections that broke and were opened again (`--reconnect`).
+    pub reconnects: u64,
 }
 
 impl Stats {
@@ -90,6 +112,8 @@ impl Stats {
             hits: 0,
             misses: 0,
             error_replies: 0,
+            lost_requests: 0,
+            reconnects: 0,
         }
     }
 
@@ -105,6 +129,8 @@ impl Stats {
         self.hits += other.hits;
         self.misses += other.misses;
         self.error_replies += other.error_replies;
+        self.lost_requests += other.lost_requests;
+        self.reconnects += other.reconnects;
     }
 
     pub fn ops(&self) -> u64 {
@@ -126,6 +152,9 @@ pub struct PhaseResult {
     pub elapsed: Duration,
     /// Connections that died (I/O error, framing error, timeout), with why.
     pub connection_errors: Vec<String>,
+    /// Why connections broke before being reopened (`--reconnect`; the first
+    /// few per connection, `stats.reconnects` has the count).
+    pub reconnect_reasons: Vec<String>,
 }
 
 /// Where a connection's keys and operations come from.
@@ -249,15 +278,48 @@ pub fn run_phase(
     let threads = cfg.threads.min(cfg.connections).max(1);
     let barrier = Arc::new(Barrier::new(threads + 1));
     let start: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    // Set by the --stop-file watcher; every connection ends its run at the next batch.
+    let stop = Arc::new(AtomicBool::new(false));
+    let phase_over = Arc::new(AtomicBool::new(false));
+    let watcher = match (&cfg.stop_file, phase) {
+        (Some(path), Phase::Measure) => {
+            let (path, stop, over) = (path.clone(), Arc::clone(&stop), Arc::clone(&phase_over));
+            let bound = cfg.run_for + Duration::from_secs(60);
+            Some(
+                std::thread::Builder::new()
+                    .name("shoal-bench-stop".into())
+                    .spawn(move || {
+                        let t = Instant::now();
+                        while !over.load(Ordering::Relaxed) && t.elapsed() < bound {
+                            if path.exists() {
+                                stop.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                            std::thread::sleep(STOP_POLL);
+                        }
+                    })
+                    .context("spawning the --stop-file watcher")?,
+            )
+        }
+        _ => None,
+    };
+    let collector = match (&cfg.timeline, phase) {
+        (Some((path, interval)), Phase::Measure) => {
+            Some(Collector::start(path, *interval, threads)?)
+        }
+        _ => None,
+    };
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
         let cfg = Arc::clone(cfg);
         let reqs = Arc::clone(reqs);
         let barrier = Arc::clone(&barrier);
         let start = Arc::clone(&start);
+        let tl = collector.as_ref().map(|c| c.tx.clone());
+        let stop = Arc::clone(&stop);
         let h = std::thread::Builder::new()
             .name(format!("shoal-bench-{t}"))
-            .spawn(move || thread_main(&cfg, &reqs, phase, t, threads, &barrier, &start))
+            .spawn(move || thread_main(&cfg, &reqs, phase, t, threads, &barrier, &start, tl, stop))
             .context("spawning a load thread")?;
         handles.push(h);
     }
@@ -265,12 +327,20 @@ pub fn run_phase(
     barrier.wait();
     at_start();
     let t0 = Instant::now();
+    if let Some(c) = &collector {
+        let unix_at_t0 = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // Fails only if the collector already stopped; finish() says why.
+        let _ = c.tx.send(Msg::Start { unix_at_t0 });
+    }
     start.set(t0).expect("start set once");
     barrier.wait();
 
     let mut stats = Stats::new();
     let mut last = t0;
     let mut connection_errors = Vec::new();
+    let mut reconnect_reasons = Vec::new();
     let mut fatal = None;
     for h in handles {
         match h.join() {
@@ -278,18 +348,31 @@ pub fn run_phase(
                 stats.merge(&out.stats);
                 last = last.max(out.last_reply);
                 connection_errors.extend(out.connection_errors);
+                reconnect_reasons.extend(out.reconnect_reasons);
             }
             Ok(Err(e)) => fatal = Some(e),
             Err(_) => fatal = Some(anyhow!("a load thread panicked")),
         }
     }
+    let elapsed = last.duration_since(t0);
+    phase_over.store(true, Ordering::Relaxed);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
     if let Some(e) = fatal {
+        if let Some(c) = collector {
+            let _ = c.finish(None);
+        }
         return Err(e);
+    }
+    if let Some(c) = collector {
+        c.finish(Some(elapsed)).context("--timeline")?;
     }
     Ok(PhaseResult {
         stats,
-        elapsed: last.duration_since(t0),
+        elapsed,
         connection_errors,
+        reconnect_reasons,
     })
 }
 
@@ -297,8 +380,10 @@ struct ThreadOut {
     stats: Stats,
     last_reply: Instant,
     connection_errors: Vec<String>,
+    reconnect_reasons: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn thread_main(
     cfg: &Arc<Config>,
     reqs: &Arc<Requests>,
@@ -307,6 +392,8 @@ fn thread_main(
     threads: usize,
     barrier: &Barrier,
     start: &OnceLock<Instant>,
+    timeline: Option<Sender<Msg>>,
+    stop: Arc<AtomicBool>,
 ) -> Result<ThreadOut> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -328,8 +415,45 @@ fn thread_main(
     };
     let deadline = t0 + bound;
     let stats = Rc::new(RefCell::new(Stats::new()));
+    let buckets = timeline.as_ref().map(|_| {
+        let (_, interval) = cfg
+            .timeline
+            .as_ref()
+            .expect("a timeline sender implies --timeline");
+        Rc::new(RefCell::new(ThreadBuckets::new(t0, *interval)))
+    });
+    let reconnect = cfg.reconnect && phase == Phase::Measure;
     let local = tokio::task::LocalSet::new();
     let outcomes = local.block_on(&rt, async {
+        // Every interval, hand the finished intervals to the collector.
+        let flusher = match (&timeline, &buckets) {
+            (Some(tx), Some(b)) => {
+                let (tx, b) = (tx.clone(), Rc::clone(b));
+                Some(tokio::task::spawn_local(async move {
+                    loop {
+                        let next = {
+                            let b = b.borrow();
+                            b.start_of(b.index(Instant::now()) + 1)
+                        };
+                        tokio::time::sleep_until((next + Duration::from_millis(2)).into()).await;
+                        let mut b = b.borrow_mut();
+                        let watermark = b.index(Instant::now());
+                        let done = b.take_before(watermark);
+                        if tx
+                            .send(Msg::Flush {
+                                thread: t,
+                                watermark,
+                                buckets: done,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
         let mut tasks = Vec::with_capacity(streams.len());
         for (stream, &conn) in streams.into_iter().zip(&conns) {
             let gen = generator_for(cfg, phase, conn);
@@ -339,21 +463,49 @@ fn thread_main(
             };
             let reqs = Arc::clone(reqs);
             let stats = Rc::clone(&stats);
+            let buckets = buckets.clone();
+
+            let addr = cfg.addr;
+            let run = Run {
+                deadline,
+                stop: Arc::clone(&stop),
+                stats,
+                timeline: buckets,
+            };
             tasks.push(tokio::task::spawn_local(async move {
-                drive(stream, &reqs, gen, depth, deadline, &stats).await
+                drive_conn(addr, stream, &reqs, gen, depth, &run, reconnect).await
             }));
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
         for task in tasks {
             outcomes.push(task.await);
         }
+        if let Some(f) = flusher {
+            f.abort();
+        }
         outcomes
     });
+    if let (Some(tx), Some(b)) = (&timeline, &buckets) {
+        let rest = b.borrow_mut().take_before(u64::MAX);
+        let _ = tx.send(Msg::Flush {
+            thread: t,
+            watermark: u64::MAX,
+            buckets: rest,
+        });
+    }
     let mut last_reply = t0;
     let mut connection_errors = Vec::new();
+    let mut reconnect_reasons = Vec::new();
     for (outcome, conn) in outcomes.into_iter().zip(&conns) {
         match outcome {
-            Ok(Ok(end)) => last_reply = last_reply.max(end),
+            Ok(Ok((end, reasons))) => {
+                last_reply = last_reply.max(end);
+                reconnect_reasons.extend(
+                    reasons
+                        .into_iter()
+                        .map(|r| format!("connection {conn}: {r}")),
+                );
+            }
             Ok(Err(e)) => connection_errors.push(format!("connection {conn}: {e:#}")),
             Err(e) => connection_errors.push(format!("connection {conn}: task failed: {e}")),
         }
@@ -366,6 +518,7 @@ fn thread_main(
         stats,
         last_reply,
         connection_errors,
+        reconnect_reasons,
     })
 }
 
@@ -382,24 +535,105 @@ async fn connect_all(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     Ok(out)
 }
 
-/// One connection's closed loop. Returns when the generator is exhausted or
-/// the deadline has passed (the batch in flight is always completed), with
-/// the arrival time of its last reply.
-async fn drive(
+/// What every connection of a thread shares.
+struct Run {
+    deadline: Instant,
+    /// --stop-file appeared.
+    stop: Arc<AtomicBool>,
+    stats: Rc<RefCell<Stats>>,
+    timeline: Option<Rc<RefCell<ThreadBuckets>>>,
+}
+
+impl Run {
+    fn over(&self) -> bool {
+        Instant::now() >= self.deadline || self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection over the phase: `drive`, and with `reconnect` a broken
+/// connection is counted (its unanswered requests as lost, in the stats and
+/// the timeline) and opened again, until the deadline. Returns the arrival of
+/// the last reply and the first few reasons a connection broke.
+async fn drive_conn(
+    addr: SocketAddr,
     mut stream: TcpStream,
     reqs: &Requests,
     mut gen: Generator,
     depth: usize,
-    deadline: Instant,
-    stats: &RefCell<Stats>,
-) -> Result<Instant> {
+    run: &Run,
+    reconnect: bool,
+) -> Result<(Instant, Vec<String>)> {
+    let mut last = Instant::now();
+    let mut reasons = Vec::new();
+    loop {
+        let mut outstanding = 0usize;
+        let err = match drive(
+            stream,
+            reqs,
+            &mut gen,
+            depth,
+            run,
+            &mut outstanding,
+            &mut last,
+        )
+        .await
+        {
+            Ok(()) => return Ok((last, reasons)),
+            Err(e) if reconnect => e,
+            Err(e) => return Err(e),
+        };
+        {
+            let mut st = run.stats.borrow_mut();
+            st.lost_requests += outstanding as u64;
+            st.reconnects += 1;
+        }
+        if let Some(tl) = &run.timeline {
+            tl.borrow_mut().at(Instant::now()).errors += outstanding as u64;
+        }
+        if reasons.len() < KEEP_REASONS {
+            reasons.push(format!("{err:#} ({outstanding} requests lost)"));
+        }
+        stream = loop {
+            if run.over() {
+                return Ok((last, reasons));
+            }
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+            match attempt {
+                Ok(Ok(s)) if s.set_nodelay(true).is_ok() => break s,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if reasons.len() < KEEP_REASONS => {
+                    reasons.push(format!("reconnecting to {addr}: {e}"));
+                }
+                Err(_) if reasons.len() < KEEP_REASONS => {
+                    reasons.push(format!("reconnecting to {addr}: timed out"));
+                }
+                _ => {}
+            }
+        };
+    }
+}
+
+/// One connection's closed loop. Returns when the generator is exhausted or
+/// the deadline has passed (the batch in flight is always completed); `last`
+/// is the arrival time of the last reply, `outstanding` the requests sent and
+/// not yet answered (what an error leaves behind).
+async fn drive(
+    mut stream: TcpStream,
+    reqs: &Requests,
+    gen: &mut Generator,
+    depth: usize,
+    run: &Run,
+    outstanding: &mut usize,
+    last: &mut Instant,
+) -> Result<()> {
+    let (stats, timeline) = (&*run.stats, run.timeline.as_deref());
     let mut wbuf: Vec<u8> = Vec::with_capacity(depth * reqs.max_request_len());
     let mut ops: Vec<Op> = Vec::with_capacity(depth);
     let mut rbuf: Vec<u8> = vec![0; READ_CHUNK];
     let (mut rstart, mut rend) = (0usize, 0usize);
-    let mut last = Instant::now();
     loop {
-        if Instant::now() >= deadline {
+        if run.over() {
             break;
         }
         wbuf.clear();
@@ -417,6 +651,7 @@ async fn drive(
             break;
         }
         let sent_at = Instant::now();
+        *outstanding = ops.len();
         tokio::time::timeout(IO_IDLE_TIMEOUT, stream.write_all(&wbuf))
             .await
             .map_err(|_| anyhow!("write timed out"))?
@@ -426,6 +661,7 @@ async fn drive(
         while done < ops.len() {
             // Scan every complete reply already buffered.
             let mut batch_stats = None;
+            let mut batch_tl = None;
             while done < ops.len() {
                 let Some((len, kind)) = reqs.scan(&rbuf[rstart..rend], ops[done])? else {
                     break;
@@ -454,9 +690,28 @@ async fn drive(
                 if kind == ReplyKind::Error {
                     st.error_replies += 1;
                 }
+                if let Some(tl) = timeline {
+                    let b = batch_tl.get_or_insert_with(|| tl.borrow_mut());
+                    let iv = b.at(arrived);
+                    iv.ops += 1;
+                    iv.hist.saturating_record(ns.max(1));
+                    if ops[done] == Op::Get {
+                        iv.gets += 1;
+                        match kind {
+                            ReplyKind::Hit => iv.hits += 1,
+                            ReplyKind::Miss => iv.misses += 1,
+                            _ => {}
+                        }
+                    }
+                    if kind == ReplyKind::Error {
+                        iv.errors += 1;
+                    }
+                }
                 done += 1;
+                *outstanding -= 1;
             }
             drop(batch_stats);
+            drop(batch_tl);
             if done == ops.len() {
                 break;
             }
@@ -488,10 +743,10 @@ async fn drive(
             rend += n;
             arrived = Instant::now();
         }
-        last = arrived;
+        *last = arrived;
     }
     if rstart != rend {
         bail!("{} unexpected bytes after the last reply", rend - rstart);
     }
-    Ok(last)
+    Ok(())
 }
