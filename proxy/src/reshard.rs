@@ -38,9 +38,9 @@ use crate::config::{BackendKind, PoolConfig, ServerConfig};
 use crate::topology::{PoolView, ServerView, Shared};
 
 /// Keys per `SCAN` of a source.
-const SCAN_COUNT: &str = "1000";
+const SCAN_COUNT: &str = "4096";
 /// Keys per `SHOAL.MIGRATE`.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 /// `SHOAL.MIGRATE` timeout given to the source (ms) and the call's own deadline.
 const MIGRATE_TIMEOUT_MS: u64 = 10_000;
 /// Pause between retries of a batch the source refused or could not move.
@@ -905,7 +905,7 @@ impl Driver {
         );
         // Requests routed with the previous ring may still be in flight; let them land
         // before the first scan so none creates a key behind the scan.
-        let grace = bases[0].timeout_ms.unwrap_or(1000).clamp(200, 2000);
+        let grace = bases[0].timeout_ms.unwrap_or(500).clamp(200, 2000);
         tokio::time::sleep(Duration::from_millis(grace)).await;
         loop {
             self.estimate_total(&saved).await;
@@ -1093,8 +1093,15 @@ impl Driver {
                     groups[n].push(k.to_vec());
                 }
             }
+            // A throttled reshard moves in bursts of at most a tenth of a second of rate.
+            let rate = RATE_KEYS.load(Ordering::Relaxed);
+            let batch = if rate == 0 {
+                BATCH
+            } else {
+                (rate as usize / 10).clamp(1, BATCH)
+            };
             for (dst, keys) in groups.iter().enumerate() {
-                for chunk in keys.chunks(BATCH) {
+                for chunk in keys.chunks(batch) {
                     self.migrate(saved, &pool_name, src, dst, chunk, &mut conn)
                         .await?;
                 }
