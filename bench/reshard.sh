@@ -113,6 +113,7 @@ SVG=$RESULTS_DIR/reshard-timeline.svg
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 SERVER_CPU=0 GEN_CPU=1
+NCPU=$(nproc)
 # The script itself (and so its pollers: redis-cli, awk, date) stays on the generator's core.
 [[ $PIN == split ]] && taskset -cp "$GEN_CPU" $$ >/dev/null
 pin() { # pin CPU CMD...: run CMD pinned (PIN=split) or not
@@ -467,7 +468,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
 {
     echo "# Live resharding: 3 -> 4 shoal-server shards under load ($STAMP)"
     echo
-    echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/^Mem:/ { print $2 }') GiB; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "machine: $NCPU cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/^Mem:/ { print $2 }') GiB; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "built from: ${BUILT_FROM:-$SOURCE_DESC}"
     echo "setup: 4 x shoal-server --threads 1 (3 in the pool, shard3 spare), shoal-proxy --threads 1, pool hash fnv1a_64 / ketama / backend shoal (no timeout: 1 s pre-scan grace)"
     echo "placement: PIN=$PIN$([[ $PIN == split ]] && echo ": shards + proxy (and its migrator) on core $SERVER_CPU; shoal-bench + STATUS poller on core $GEN_CPU")"
@@ -512,6 +513,13 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
         thr_c=$(ratio2 "${R[c_ops]}" "${R[s_ops]}")
         p99_c=$(ratio2 "${R[c_p99]}" "${R[s_p99]}")
         echo "## Targets"
+        o_s=${R[cpu_steady]##*others } o_m=${R[cpu_move]##*others }
+        o_s=${o_s%% *} o_m=${o_m%% *}
+        if ((o_s > 10 || o_m > 10)); then
+            echo "DISTURBED: other processes used $o_s % (steady) / $o_m % (move) of a core: the ratios below compare windows measured under different outside load and are not reliable"
+        else
+            echo "quiet: other processes used $o_s % (steady) / $o_m % (move) of a core"
+        fi
         printf '%-52s %-28s %s\n' target measured verdict
         printf '%-52s %-28s %s\n' "throughput during move >= 0.75 x steady" "$thr x" "$(verdict "$thr" '>=' 0.75)"
         printf '%-52s %-28s %s\n' "  same, copy phase only" "$thr_c x" "$(verdict "$thr_c" '>=' 0.75)"
