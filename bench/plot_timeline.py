@@ -241,7 +241,7 @@ def main():
     if mstart is not None:
         sub.append(f"shaded: the move, {mend - mstart:.1f} s from ADD to done")
         if copy is not None:
-            sub.append(f"darker: keys copying, {copy[1] - copy[0]:.1f} s (before it the proxy's 1 s grace)")
+            sub.append(f"darker: keys copying, {copy[1] - copy[0]:.1f} s (before it the proxy's pre-scan grace)")
         if last_status is not None:
             sub.append(f"{int(fnum(last_status['keys_moved']) or 0):,} keys / {(fnum(last_status['bytes_moved']) or 0) / 1e6:.1f} MB moved")
     sub2 = []

@@ -28,7 +28,9 @@
 # RATE), POLL_MS (250), INTERVAL_MS (250), PORT_BASE (17400: uses PORT_BASE+1..+20),
 # PIN (split|none), QUIET_PCT (10) / QUIET_MAX_WAIT (60: before each run wait at most
 # this long for other processes to use < QUIET_PCT % of a core), SHOAL_SERVER_BIN,
-# SHOAL_PROXY_BIN, SHOAL_BENCH_BIN, CARGO_TARGET_DIR, PYTHON (python3).
+# SHOAL_PROXY_BIN, SHOAL_BENCH_BIN, CARGO_TARGET_DIR, PYTHON (python3), GRACE_S (0.5: the
+# proxy's wait before its first SCAN with no pool timeout; 1 before commit c9068dd),
+# BUILT_FROM (what the report says the binaries were built from).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # One compound command: bash parses it all before running (edits during a run are safe).
@@ -52,6 +54,7 @@ PIN=${PIN:-split}
 QUIET_PCT=${QUIET_PCT:-10}
 QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-60}
 PYTHON=${PYTHON:-python3}
+GRACE_S=${GRACE_S:-0.5}
 
 BUILD=1 NOLOAD=1 LOAD=1
 for arg in "$@"; do
@@ -76,6 +79,7 @@ isint "$INTERVAL_MS" && ((INTERVAL_MS >= 50 && INTERVAL_MS <= 5000)) || die "INT
 isint "$PORT_BASE" && ((PORT_BASE >= 1024 && PORT_BASE <= 65500)) || die "PORT_BASE must be 1024..65500"
 [[ -z $RATE || $RATE =~ ^[0-9]+( [0-9]+)?$ ]] || die "RATE must be empty, 'KEYS_PER_S' or 'KEYS_PER_S BYTES_PER_S'"
 [[ $PIN == split || $PIN == none ]] || die "PIN must be split or none"
+[[ $GRACE_S =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "GRACE_S must be seconds"
 isint "$QUIET_MAX_WAIT" && ((QUIET_MAX_WAIT <= 600)) || die "QUIET_MAX_WAIT must be 0..600"
 [[ $(nproc) -ge 2 || $PIN == none ]] || die "PIN=split needs 2 cores"
 command -v redis-cli >/dev/null || die "redis-cli not installed"
@@ -257,6 +261,7 @@ reshard_add() {
 # MOVED_KEYS, MOVED_BYTES, STATUS_ERROR.
 poll_status() {
     local tag=$1 csv=$2 t0=$3 t st text deadline
+    STATUS_CSV=$csv
     echo "unix_s,t_seconds,state,keys_moved,bytes_moved,keys_scanned,keys_total,elapsed_seconds" >"$csv"
     echo "$T_ADD,$(fsub "$T_ADD" "$t0"),add,0,0,0,0,0" >>"$csv"
     deadline=$(awk -v a="$T_ADD" -v m="$MAX_MOVE" 'BEGIN { printf "%.3f", a + m }')
@@ -320,7 +325,7 @@ verify() {
 }
 
 # move_figures TAG: MB/s over the ADD->done wall time and over the proxy's own
-# started->finished minus its 1 s pre-scan grace; sets MOVE_* variables.
+# started->finished minus its pre-scan grace (GRACE_S); sets MOVE_* variables.
 move_figures() {
     log_times
     MOVE_WALL=na MOVE_MBS=na MOVE_LOG=na MOVE_COPY=na MOVE_COPY_MBS=na
@@ -328,11 +333,13 @@ move_figures() {
         MOVE_WALL=$(fsub "$T_DONE" "$T_ADD")
         MOVE_MBS=$(awk -v b="$MOVED_BYTES" -v s="$MOVE_WALL" 'BEGIN { printf "%.1f", b / 1e6 / s }')
     fi
+    # Cross-check of GRACE_S: the first STATUS poll that saw a key scanned (after ADD).
+    FIRST_SCAN=$(awk -F, -v a="$T_ADD" 'NR > 2 && $6 > 0 { printf "%.2f", $1 - a; exit }' "$STATUS_CSV")
     if [[ -n $LOG_START && -n $LOG_END ]]; then
         MOVE_LOG=$(fsub "$LOG_END" "$LOG_START")
-        # The proxy waits the pool's timeout clamped to 0.2..2 s (1 s when unset, as here)
-        # before the first SCAN: the copy itself is the rest.
-        MOVE_COPY=$(awk -v s="$MOVE_LOG" 'BEGIN { printf "%.3f", s - 1.0 }')
+        # The proxy waits the pool's timeout clamped to 0.2..2 s (GRACE_S: 0.5 s when unset
+        # since commit c9068dd, 1 s before) before the first SCAN: the copy itself is the rest.
+        MOVE_COPY=$(awk -v s="$MOVE_LOG" -v g="$GRACE_S" 'BEGIN { printf "%.3f", s - g }')
         MOVE_COPY_MBS=$(awk -v b="$MOVED_BYTES" -v s="$MOVE_COPY" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else print "na" }')
     fi
 }
@@ -354,7 +361,7 @@ if [[ $NOLOAD == 1 ]]; then
     move_figures
     R[noload_state]=$FINAL_STATE R[noload_keys]=${MOVED_KEYS:-0} R[noload_bytes]=${MOVED_BYTES:-0}
     R[noload_wall]=$MOVE_WALL R[noload_mbs]=$MOVE_MBS R[noload_log]=$MOVE_LOG R[noload_copy]=$MOVE_COPY
-    R[noload_copy_mbs]=$MOVE_COPY_MBS R[noload_error]=${STATUS_ERROR:-}
+    R[noload_copy_mbs]=$MOVE_COPY_MBS R[noload_error]=${STATUS_ERROR:-} R[noload_first_scan]=$FIRST_SCAN
     log "noload: $FINAL_STATE, ${MOVED_KEYS:-0} keys / ${MOVED_BYTES:-0} B in $MOVE_WALL s (ADD->done poll) = $MOVE_MBS MB/s; proxy log: $MOVE_LOG s, copy $MOVE_COPY s = $MOVE_COPY_MBS MB/s"
     verify noload
     R[noload_verify]=$VERIFY_LINE R[noload_verify_ok]=$VERIFY_OK
@@ -398,12 +405,12 @@ if [[ $LOAD == 1 ]]; then
     move_figures
     R[load_state]=$FINAL_STATE R[load_keys]=${MOVED_KEYS:-0} R[load_bytes]=${MOVED_BYTES:-0}
     R[load_wall]=$MOVE_WALL R[load_mbs]=$MOVE_MBS R[load_log]=$MOVE_LOG R[load_copy]=$MOVE_COPY
-    R[load_copy_mbs]=$MOVE_COPY_MBS R[load_error]=${STATUS_ERROR:-}
-    # The copy phase (keys actually moving): the proxy's "started" + its 1 s grace ..
+    R[load_copy_mbs]=$MOVE_COPY_MBS R[load_error]=${STATUS_ERROR:-} R[load_first_scan]=$FIRST_SCAN
+    # The copy phase (keys actually moving): the proxy's "started" + its grace ..
     # "finished"; without the log times, the whole ADD..done window.
     COPY_START=$T_ADD COPY_END=${T_DONE:-$(now)}
     if [[ -n $LOG_START && -n $LOG_END ]]; then
-        COPY_START=$(awk -v a="$LOG_START" 'BEGIN { printf "%.3f", a + 1.0 }') COPY_END=$LOG_END
+        COPY_START=$(awk -v a="$LOG_START" -v g="$GRACE_S" 'BEGIN { printf "%.3f", a + g }') COPY_END=$LOG_END
     fi
     log "load: $FINAL_STATE, ${MOVED_KEYS:-0} keys / ${MOVED_BYTES:-0} B in $MOVE_WALL s = $MOVE_MBS MB/s; letting the load run $AFTER s more"
     sleep "$AFTER"
@@ -423,7 +430,7 @@ if [[ $LOAD == 1 ]]; then
     # with the ADD and the end of the move):
     #   steady: intervals inside [t0 + WARMUP, ADD]
     #   move:   intervals overlapping [ADD, done]
-    #   copy:   intervals overlapping [proxy log "started" + 1 s grace, "finished"]
+    #   copy:   intervals overlapping [proxy log "started" + GRACE_S, "finished"]
     #   after:  intervals inside [done + 1 s, end]
     END_OF_MOVE=${T_DONE:-$(now)}
     read -r -a W < <(awk -F, -v t0="$BENCH_T0" \
@@ -470,7 +477,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
     echo
     echo "machine: $NCPU cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/^Mem:/ { print $2 }') GiB; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "built from: ${BUILT_FROM:-$SOURCE_DESC}"
-    echo "setup: 4 x shoal-server --threads 1 (3 in the pool, shard3 spare), shoal-proxy --threads 1, pool hash fnv1a_64 / ketama / backend shoal (no timeout: 1 s pre-scan grace)"
+    echo "setup: 4 x shoal-server --threads 1 (3 in the pool, shard3 spare), shoal-proxy --threads 1, pool hash fnv1a_64 / ketama / backend shoal (no timeout; pre-scan grace taken as GRACE_S=$GRACE_S s)"
     echo "placement: PIN=$PIN$([[ $PIN == split ]] && echo ": shards + proxy (and its migrator) on core $SERVER_CPU; shoal-bench + STATUS poller on core $GEN_CPU")"
     echo "keys: $KEYS x $VALUE_SIZE B (key:%010d), preloaded through the proxy"
     echo "load: shoal-bench --ratio $RATIO (SET:GET) --connections $CONNECTIONS --pipeline $PIPELINE, uniform random keys over the preloaded range, --timeline every $INTERVAL_MS ms; STEADY=$STEADY s (first $WARMUP s left out), AFTER=$AFTER s; RATE=${RATE:-unthrottled}"
@@ -482,8 +489,8 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
         echo "final state: ${R[noload_state]}${R[noload_error]:+ (error: ${R[noload_error]})}"
         echo "CPU during the move (% of one core): ${R[noload_cpu]}"
         echo "moved: ${R[noload_keys]} keys, ${R[noload_bytes]} B (serialized records: key, value, expiry, flags, CAS)"
-        echo "ADD -> first STATUS poll showing done: ${R[noload_wall]} s => ${R[noload_mbs]} MB/s (MB = 10^6 B; includes the 1 s grace and <= $POLL_MS ms poll lag)"
-        echo "proxy log started -> finished: ${R[noload_log]} s; minus the 1 s grace: ${R[noload_copy]} s => ${R[noload_copy_mbs]} MB/s"
+        echo "ADD -> first STATUS poll showing done: ${R[noload_wall]} s => ${R[noload_mbs]} MB/s (MB = 10^6 B; includes the grace and <= $POLL_MS ms poll lag)"
+        echo "proxy log started -> finished: ${R[noload_log]} s; minus the $GRACE_S s grace: ${R[noload_copy]} s => ${R[noload_copy_mbs]} MB/s (first poll with keys scanned: ADD + ${R[noload_first_scan]:-?} s)"
         echo "${R[noload_verify]}"
         echo
     fi
@@ -491,7 +498,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
         echo "## 2. Move under load"
         echo "preload: ${R[load_preload]}"
         echo "final state: ${R[load_state]}${R[load_error]:+ (error: ${R[load_error]})}; moved ${R[load_keys]} keys, ${R[load_bytes]} B"
-        echo "ADD -> done (poll): ${R[load_wall]} s => ${R[load_mbs]} MB/s; proxy log: ${R[load_log]} s, copy ${R[load_copy]} s => ${R[load_copy_mbs]} MB/s"
+        echo "ADD -> done (poll): ${R[load_wall]} s => ${R[load_mbs]} MB/s; proxy log: ${R[load_log]} s, copy ${R[load_copy]} s => ${R[load_copy_mbs]} MB/s (first poll with keys scanned: ADD + ${R[load_first_scan]:-?} s)"
         echo "CPU in % of one core (/proc; 'others' = user+nice+system of all CPUs minus this benchmark's processes):"
         echo "  steady: ${R[cpu_steady]}"
         echo "  move:   ${R[cpu_move]}"
@@ -505,7 +512,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
             printf '%-8s %6s %7s %10s %12s %11s %11s %8s %9s %7s\n' "$name" "${R[${w}_rows]}" "${R[${w}_span]}" "${R[${w}_ops]}" \
                 "${R[${w}_p99]}" "${R[${w}_p99max]}" "${R[${w}_max]}" "${R[${w}_hit]}" "${R[${w}_gets]}" "${R[${w}_err]}"
         done
-        echo "(rows: $INTERVAL_MS ms intervals; steady = inside [t0 + $WARMUP s, ADD]; move = overlapping [ADD, done]; copy = overlapping [proxy 'started' + 1 s grace, 'finished'], the part of the move in which keys are copied; after = from done + 1 s; ops/s = replies / time; p99 mean = mean of the intervals' p99s, p99 max = the worst interval's p99; intervals with no reply: steady ${R[s_zero]}, move ${R[m_zero]}, copy ${R[c_zero]}, after ${R[f_zero]})"
+        echo "(rows: $INTERVAL_MS ms intervals; steady = inside [t0 + $WARMUP s, ADD]; move = overlapping [ADD, done]; copy = overlapping [proxy 'started' + $GRACE_S s grace, 'finished'], the part of the move in which keys are copied; after = from done + 1 s; ops/s = replies / time; p99 mean = mean of the intervals' p99s, p99 max = the worst interval's p99; intervals with no reply: steady ${R[s_zero]}, move ${R[m_zero]}, copy ${R[c_zero]}, after ${R[f_zero]})"
         echo
         thr=$(ratio2 "${R[m_ops]}" "${R[s_ops]}")
         p99r=$(ratio2 "${R[m_p99]}" "${R[s_p99]}")
@@ -530,7 +537,7 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "na") { print "
         printf '%-52s %-28s %s\n' "every key found after the move" "$([[ ${R[load_verify_ok]} == 1 ]] && echo yes || echo NO)" "$([[ ${R[load_verify_ok]} == 1 ]] && echo MET || echo "NOT MET")"
         if [[ $NOLOAD == 1 ]]; then
             printf '%-52s %-28s %s\n' "unthrottled move >= 50 MB/s (no load, ADD->done)" "${R[noload_mbs]} MB/s" "$(verdict "${R[noload_mbs]}" '>=' 50)"
-            printf '%-52s %-28s %s\n' "  same, copy phase only (proxy log - 1 s grace)" "${R[noload_copy_mbs]} MB/s" "$(verdict "${R[noload_copy_mbs]}" '>=' 50)"
+            printf '%-52s %-28s %s\n' "  same, copy phase only (proxy log - grace)" "${R[noload_copy_mbs]} MB/s" "$(verdict "${R[noload_copy_mbs]}" '>=' 50)"
         fi
         printf '%-52s %-28s %s\n' "  under load, ADD->done" "${R[load_mbs]} MB/s" "$(verdict "${R[load_mbs]}" '>=' 50)"
         echo
