@@ -81,7 +81,8 @@ async fn probe(pool: &PoolView, addr: &str) -> bool {
     )
 }
 
-fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+/// Field `name` of an `INFO` text.
+pub(crate) fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
         .map(str::trim)
@@ -334,7 +335,8 @@ async fn probe_all(pool: &PoolView, addrs: &[String]) -> Vec<bool> {
     futures_util::future::join_all(addrs.iter().map(|a| probe(pool, a))).await
 }
 
-fn split_addr(addr: &str) -> (&str, &str) {
+/// `host:port` split at the last colon (port "0" when there is none).
+pub(crate) fn split_addr(addr: &str) -> (&str, &str) {
     addr.rsplit_once(':').unwrap_or((addr, "0"))
 }
 

@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, PoolConfig, ServerConfig};
+use crate::health::field;
 use crate::topology::{PoolView, ServerView, Shared};
 
 /// Keys per `SCAN` of a source.
@@ -431,14 +432,13 @@ fn current_members(view: &PoolView) -> Vec<Member> {
         .collect()
 }
 
+/// `host:port` as an owned host (brackets of an IPv6 host dropped) and a port.
 fn split_addr(addr: &str) -> (String, u16) {
-    match addr.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().unwrap_or(0),
-        ),
-        None => (addr.to_string(), 0),
-    }
+    let (h, p) = crate::health::split_addr(addr);
+    (
+        h.trim_matches(['[', ']']).to_string(),
+        p.parse().unwrap_or(0),
+    )
 }
 
 /// The pool view for a plan: both rings while moving, the new ring alone once done.
@@ -617,12 +617,9 @@ impl Rpc {
     }
 }
 
-fn int_field(info: &[u8], name: &str) -> Option<u64> {
-    std::str::from_utf8(info).ok()?.lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|r| r.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-    })
+/// A port field of an `INFO` text (0: absent or not a port).
+fn port_field(info: &str, name: &str) -> u16 {
+    field(info, name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// Why the migration loop stopped early.
@@ -770,9 +767,8 @@ impl Driver {
                     let Value::Bulk(info) = info else {
                         return Err(format!("ERR {addr} did not answer INFO"));
                     };
-                    if int_field(&info, "shoal_version").is_none()
-                        && !String::from_utf8_lossy(&info).contains("shoal_version:")
-                    {
+                    let info = String::from_utf8_lossy(&info);
+                    if field(&info, "shoal_version").is_none() {
                         return Err(format!("ERR {addr} is not a shoal-server"));
                     }
                     // A sibling speaking the other protocol reaches the same server on
@@ -780,9 +776,9 @@ impl Driver {
                     let sib_port = if pi == idx || v.cfg.redis == topo.pools[idx].cfg.redis {
                         *port
                     } else if v.cfg.redis {
-                        int_field(&info, "tcp_port").unwrap_or(0) as u16
+                        port_field(&info, "tcp_port")
                     } else {
-                        int_field(&info, "memcache_port").unwrap_or(0) as u16
+                        port_field(&info, "memcache_port")
                     };
                     if sib_port == 0 {
                         return Err(format!(
@@ -1205,12 +1201,11 @@ impl Driver {
 
 /// The replicas a shoal-server lists in `INFO replication` (`slaveN:ip=…,port=…`); only
 /// meaningful for a pool speaking the same protocol as the address asked.
-fn replicas_of(info: &[u8], same_protocol: bool) -> Vec<(String, u16)> {
+fn replicas_of(info: &str, same_protocol: bool) -> Vec<(String, u16)> {
     if !same_protocol {
         return Vec::new();
     }
-    let text = String::from_utf8_lossy(info);
-    text.lines()
+    info.lines()
         .filter(|l| l.starts_with("slave") && l.contains("ip="))
         .filter_map(|l| {
             let fields = l.split_once(':')?.1;
@@ -1267,7 +1262,7 @@ mod tests {
 
     #[test]
     fn replicas_from_info() {
-        let info = b"# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7101,state=online,offset=10,lag=0\r\nslave1:ip=127.0.0.2,port=7102,state=online,offset=10,lag=0\r\n";
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7101,state=online,offset=10,lag=0\r\nslave1:ip=127.0.0.2,port=7102,state=online,offset=10,lag=0\r\n";
         assert_eq!(
             replicas_of(info, true),
             vec![("127.0.0.1".into(), 7101), ("127.0.0.2".into(), 7102)]
@@ -1276,11 +1271,11 @@ mod tests {
     }
 
     #[test]
-    fn int_fields() {
-        let info = b"# Server\r\ntcp_port:7001\r\nmemcache_port:11211\r\n";
-        assert_eq!(int_field(info, "tcp_port"), Some(7001));
-        assert_eq!(int_field(info, "memcache_port"), Some(11211));
-        assert_eq!(int_field(info, "nope"), None);
+    fn port_fields() {
+        let info = "# Server\r\ntcp_port:7001\r\nmemcache_port:11211\r\n";
+        assert_eq!(port_field(info, "tcp_port"), 7001);
+        assert_eq!(port_field(info, "memcache_port"), 11211);
+        assert_eq!(port_field(info, "nope"), 0);
     }
 
     #[test]

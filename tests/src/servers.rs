@@ -464,3 +464,64 @@ pub fn spawn_memcache_target() -> ServerProc {
         spawn_shoal_waiting_for(false, true)
     }
 }
+
+/// A directory under the system temp dir, removed on drop (`--dir` of a shoal-server).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory whose name carries `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "shoal-tests-dir-{}-{tag}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    /// The path as a string (for command-line arguments).
+    pub fn path(&self) -> String {
+        self.0.to_str().expect("utf-8 temp path").to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A shoal-server primary (RESP only) and a replica of it, each with its own state
+/// directory (so epochs persist across a restart, as fencing needs).
+pub struct ShoalPair {
+    pub primary: ServerProc,
+    pub replica: ServerProc,
+    /// Their state directories (kept until the pair is dropped).
+    pub dirs: (TempDir, TempDir),
+}
+
+/// Starts a [`ShoalPair`]; the replica's link may still be syncing when this returns.
+pub fn spawn_shoal_pair(tag: &str) -> ShoalPair {
+    let (dp, dr) = (
+        TempDir::new(&format!("{tag}-primary")),
+        TempDir::new(&format!("{tag}-replica")),
+    );
+    let primary = spawn_shoal_with(&["--dir".into(), dp.path()], true, false);
+    let replica = spawn_shoal_with(
+        &[
+            "--dir".into(),
+            dr.path(),
+            "--replicaof".into(),
+            format!("127.0.0.1 {}", primary.resp_port()),
+        ],
+        true,
+        false,
+    );
+    ShoalPair {
+        primary,
+        replica,
+        dirs: (dp, dr),
+    }
+}

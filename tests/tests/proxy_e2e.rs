@@ -41,7 +41,8 @@ use shoal_tests::memcache::McConn;
 use shoal_tests::proxy::{info_field, topology, wait_until, Pool, ProxyProc};
 use shoal_tests::resp::{encode_command, parse, Read1, RespConn};
 use shoal_tests::servers::{
-    free_port, spawn_memcached, spawn_redis, spawn_shoal_waiting_for, spawn_shoal_with, ServerProc,
+    free_port, spawn_memcached, spawn_redis, spawn_shoal_pair, spawn_shoal_waiting_for, ServerProc,
+    ShoalPair, TempDir,
 };
 
 const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
@@ -1856,31 +1857,6 @@ fn memcache_auto_eject_and_reinstate() {
 // ---------------------------------------------------------------------------------------
 // 5. failover
 
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "shoal-proxy-e2e-{}-{tag}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-
-    fn path(&self) -> String {
-        self.0.to_str().expect("utf-8 temp path").to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A shoal primary with one replica behind the proxy; N keys acknowledged by `WAIT 1`;
 /// kill -9 the primary; the proxy promotes the replica. Returns what the checks need.
 struct Failover {
@@ -1910,19 +1886,12 @@ fn failover_pool(pport: u16, rport: u16, read_policy: Option<&str>, timeout_ms: 
 }
 
 fn failover(read_policy: Option<&str>) -> Failover {
-    let (dp, dr) = (TempDir::new("primary"), TempDir::new("replica"));
-    let mut primary = spawn_shoal_with(&["--dir".into(), dp.path()], true, false);
+    let ShoalPair {
+        mut primary,
+        replica,
+        dirs,
+    } = spawn_shoal_pair("failover");
     let pport = primary.resp_port();
-    let replica = spawn_shoal_with(
-        &[
-            "--dir".into(),
-            dr.path(),
-            "--replicaof".into(),
-            format!("127.0.0.1 {pport}"),
-        ],
-        true,
-        false,
-    );
     let rport = replica.resp_port();
     wait_until("replica link up", Duration::from_secs(10), || {
         info_field(rport, "master_link_status").as_deref() == Some("up")
@@ -1967,7 +1936,7 @@ fn failover(read_policy: Option<&str>) -> Failover {
         proxy,
         primary,
         _replica: replica,
-        _dirs: (dp, dr),
+        _dirs: dirs,
         port,
         pport,
         rport,

@@ -58,7 +58,7 @@ use shoal_tests::history::{check, key_names, CheckOptions, History, Load, LoadCo
 use shoal_tests::memcache::{McConn, Seg};
 use shoal_tests::proxy::{info_field, topology, wait_until, Pool, ProxyProc};
 use shoal_tests::resp::{encode_command, parse, Read1, RespConn};
-use shoal_tests::servers::{free_port, spawn_shoal, spawn_shoal_with, ServerProc};
+use shoal_tests::servers::{spawn_shoal, spawn_shoal_pair, ServerProc, ShoalPair, TempDir};
 
 const REDIS_POOL: &str = "cache";
 const MC_POOL: &str = "mcache";
@@ -92,31 +92,6 @@ fn sibling_pools(servers: &[(usize, &ServerProc)]) -> Vec<Pool> {
         mc = mc.server(&name(*i), s.memcache_port());
     }
     vec![redis, mc]
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "shoal-reshard-{}-{tag}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-
-    fn path(&self) -> String {
-        self.0.to_str().expect("utf-8 temp path").to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -810,39 +785,9 @@ fn reshard_survives_proxy_kill() {
     report_fails("placement", &check_placement(&all, &new, &keys));
 }
 
-/// A shoal primary and its replica, each with a state directory (epoch fencing).
-struct Shard {
-    primary: ServerProc,
-    replica: ServerProc,
-    _dirs: (TempDir, TempDir),
-}
-
-fn shard_with_replica(tag: &str) -> Shard {
-    let (dp, dr) = (
-        TempDir::new(&format!("{tag}p")),
-        TempDir::new(&format!("{tag}r")),
-    );
-    let primary = spawn_shoal_with(&["--dir".into(), dp.path()], true, false);
-    let replica = spawn_shoal_with(
-        &[
-            "--dir".into(),
-            dr.path(),
-            "--replicaof".into(),
-            format!("127.0.0.1 {}", primary.resp_port()),
-        ],
-        true,
-        false,
-    );
-    Shard {
-        primary,
-        replica,
-        _dirs: (dp, dr),
-    }
-}
-
 #[test]
 fn reshard_survives_source_failover() {
-    let mut shards: Vec<Shard> = (0..4).map(|i| shard_with_replica(&name(i))).collect();
+    let mut shards: Vec<ShoalPair> = (0..4).map(|i| spawn_shoal_pair(&name(i))).collect();
     for s in &shards {
         let rport = s.replica.resp_port();
         wait_until("replica link up", Duration::from_secs(15), || {
