@@ -74,8 +74,10 @@ where
     let client = worker.client_id();
     let mut ids: Vec<(u16, bool)> = Vec::new();
     let mut need_read = true;
-    let mut pool = worker.topology().pools[pool_idx].clone();
-    let mut pool_version = worker.shared.version();
+    let (mut pool, mut pool_version) = {
+        let t = worker.topology();
+        (t.pools[pool_idx].clone(), t.version)
+    };
     let asks: RefCell<Vec<Ask>> = RefCell::new(Vec::new());
     'conn: loop {
         if swallow > 0 && !rbuf.is_empty() {
@@ -96,6 +98,8 @@ where
             }
         }
         let started = Instant::now();
+        // Held until this batch's replies are in (see topology::RouteGate).
+        let _ticket = worker.route_ticket();
         if worker.shared.version() != pool_version {
             let topo = worker.topology();
             pool = topo.pools[pool_idx].clone();

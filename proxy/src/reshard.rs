@@ -20,6 +20,8 @@
 //!   two owners whatever happened before.
 //! * **Cancel** swaps the rings: keys moved so far go back the same way.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +42,44 @@ use crate::topology::{PoolView, ServerView, Shared};
 
 /// Keys per `SCAN` of a source.
 const SCAN_COUNT: &str = "4096";
-/// Keys per `SHOAL.MIGRATE`.
-const BATCH: usize = 1024;
+/// Keys per `SHOAL.MIGRATE` (unthrottled; `SHOAL_RESHARD_BATCH` overrides it, for
+/// benchmarks).
+const BATCH: usize = 512;
+/// `SHOAL.MIGRATE` calls in flight per source (`SHOAL_RESHARD_MOVERS` overrides it).
+const MOVERS: usize = 2;
+
+/// The migration's batch size and movers per source (read once; see [`BATCH`]).
+fn tuning() -> (usize, usize) {
+    static T: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        let env = |name: &str, default: usize, max: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .map_or(default, |v| v.clamp(1, max))
+        };
+        (
+            env("SHOAL_RESHARD_BATCH", BATCH, 10_000),
+            env("SHOAL_RESHARD_MOVERS", MOVERS, 16),
+        )
+    })
+}
+
+/// A source's batches on their way from its scanner to its movers.
+struct Feed {
+    /// (new owner, keys), in scan order.
+    queue: RefCell<VecDeque<(usize, Vec<Vec<u8>>)>>,
+    /// A batch was queued (or the scan ended).
+    more: tokio::sync::Notify,
+    /// A batch was taken (or a mover stopped).
+    room: tokio::sync::Notify,
+    movers: usize,
+    /// Why a mover stopped (pause is waited out inside; this is cancel or shutdown).
+    stopped: RefCell<Option<Stop>>,
+}
+
+/// The reshard state shared by the sources moving at once (never borrowed across an await).
+type SavedCell<'a> = RefCell<&'a mut Saved>;
 /// `SHOAL.MIGRATE` timeout given to the source (ms) and the call's own deadline.
 const MIGRATE_TIMEOUT_MS: u64 = 10_000;
 /// Pause between retries of a batch the source refused or could not move.
@@ -901,8 +939,8 @@ impl Driver {
         );
         // Requests routed with the previous ring may still be in flight; let them land
         // before the first scan so none creates a key behind the scan.
-        let grace = bases[0].timeout_ms.unwrap_or(500).clamp(200, 2000);
-        tokio::time::sleep(Duration::from_millis(grace)).await;
+        let grace = Duration::from_millis(bases[0].timeout_ms.unwrap_or(500).clamp(200, 2000));
+        self.quiesce(grace).await;
         loop {
             self.estimate_total(&saved).await;
             match self.move_all(&mut saved).await {
@@ -930,7 +968,7 @@ impl Driver {
                     self.control.persist(&saved);
                     install(&self.shared, &saved, &bases);
                     info!("reshard of {} reversed", saved.pools[0].pool);
-                    tokio::time::sleep(Duration::from_millis(grace)).await;
+                    self.quiesce(grace).await;
                 }
             }
         }
@@ -944,6 +982,18 @@ impl Driver {
             "reshard of {} finished: {} keys, {} bytes moved",
             saved.pools[0].pool, saved.keys_moved, saved.bytes_moved
         );
+    }
+
+    /// Waits until every client batch routed with an earlier ring is answered (at most
+    /// `max`: a batch can sit in a blocking command; after `max` its request has either
+    /// landed or is the client's timeout to deal with, as in twemproxy).
+    async fn quiesce(&self, max: Duration) {
+        let t = Instant::now();
+        if self.shared.gate.quiesce(max).await {
+            info!("reshard: earlier routing drained in {:?}", t.elapsed());
+        } else {
+            warn!("reshard: batches routed with the earlier ring still in flight after {max:?}; going on");
+        }
     }
 
     /// Sums the old owners' key counts (for progress and ETA).
@@ -969,7 +1019,7 @@ impl Driver {
     }
 
     /// Checks pause/cancel/stop between batches; waits while paused.
-    async fn checkpoint(&self, saved: &mut Saved) -> Result<(), Stop> {
+    async fn checkpoint(&self, saved: &SavedCell<'_>) -> Result<(), Stop> {
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(Stop::Shutdown);
@@ -981,16 +1031,19 @@ impl Driver {
             if cancel {
                 return Err(Stop::Cancel);
             }
-            if pause != saved.paused {
-                saved.paused = pause;
-                self.control.persist(saved);
-                self.control.set_state(if pause {
-                    "paused"
-                } else if saved.cancelled {
-                    "cancelling"
-                } else {
-                    "running"
-                });
+            {
+                let mut saved = saved.borrow_mut();
+                if pause != saved.paused {
+                    saved.paused = pause;
+                    self.control.persist(&saved);
+                    self.control.set_state(if pause {
+                        "paused"
+                    } else if saved.cancelled {
+                        "cancelling"
+                    } else {
+                        "running"
+                    });
+                }
             }
             if !pause {
                 return Ok(());
@@ -1002,33 +1055,136 @@ impl Driver {
         }
     }
 
+    /// Moves every unfinished source, all at once (each source's scan and its batches
+    /// overlap too, see [`move_source`](Self::move_source)).
     async fn move_all(&self, saved: &mut Saved) -> Result<(), Stop> {
-        let n = saved.pools[0].members.len();
-        for i in 0..n {
-            let m = &saved.pools[0].members[i];
-            let name = m.effective_name();
-            if m.old_weight == 0 || saved.sources_done.contains(&name) {
-                continue;
+        let todo: Vec<usize> = saved.pools[0]
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.old_weight != 0 && !saved.sources_done.contains(&m.effective_name()))
+            .map(|(i, _)| i)
+            .collect();
+        let cell = RefCell::new(saved);
+        let results = futures_util::future::join_all(todo.into_iter().map(|i| {
+            let cell = &cell;
+            async move {
+                self.move_source(cell, i).await?;
+                let mut saved = cell.borrow_mut();
+                let name = saved.pools[0].members[i].effective_name();
+                saved.sources_done.push(name);
+                self.control.persist(&saved);
+                Ok(())
             }
-            self.move_source(saved, i).await?;
-            saved.sources_done.push(name);
-            self.control.persist(saved);
+        }))
+        .await;
+        // Every source stops at its next checkpoint on a shutdown or cancel.
+        let mut out = Ok(());
+        for r in results {
+            match r {
+                Err(Stop::Shutdown) => return Err(Stop::Shutdown),
+                Err(Stop::Cancel) => out = Err(Stop::Cancel),
+                Ok(()) => {}
+            }
         }
-        Ok(())
+        out
     }
 
-    /// Scans old owner `src` to the end, moving every key whose new owner is elsewhere.
-    async fn move_source(&self, saved: &mut Saved, src: usize) -> Result<(), Stop> {
-        let pool_name = saved.pools[0].pool.clone();
+    /// Scans old owner `src` to the end, moving every key whose new owner is elsewhere:
+    /// one scanner feeds batches to [`parallel`] movers, each with its own connection to
+    /// the source, so scanning, serializing, importing and deleting overlap.
+    async fn move_source(&self, saved: &SavedCell<'_>, src: usize) -> Result<(), Stop> {
+        let pool_name = saved.borrow().pools[0].pool.clone();
+        let movers = tuning().1;
+        let feed = Feed {
+            queue: RefCell::new(VecDeque::new()),
+            more: tokio::sync::Notify::new(),
+            room: tokio::sync::Notify::new(),
+            movers,
+            stopped: RefCell::new(None),
+        };
+        let Feed {
+            queue,
+            more,
+            room,
+            stopped,
+            ..
+        } = &feed;
+        // Set when the scan is over (or stopped): movers leave once the queue is empty.
+        let scan_over = std::cell::Cell::new(false);
+        let scanner = async {
+            let r = self.scan_source(saved, &pool_name, src, &feed).await;
+            scan_over.set(true);
+            more.notify_waiters();
+            r
+        };
+        let mover = || async {
+            let mut conn: Option<Rpc> = None;
+            loop {
+                if stopped.borrow().is_some() {
+                    return;
+                }
+                let job = queue.borrow_mut().pop_front();
+                let Some((dst, keys)) = job else {
+                    if scan_over.get() {
+                        return;
+                    }
+                    let wait = more.notified();
+                    if queue.borrow().is_empty() && !scan_over.get() {
+                        wait.await;
+                    }
+                    continue;
+                };
+                room.notify_one();
+                if let Err(e) = self
+                    .migrate(saved, &pool_name, src, dst, &keys, &mut conn)
+                    .await
+                {
+                    stopped.borrow_mut().get_or_insert(e);
+                    room.notify_waiters();
+                    more.notify_waiters();
+                    return;
+                }
+            }
+        };
+        let (scanned, _) = tokio::join!(
+            scanner,
+            futures_util::future::join_all((0..movers).map(|_| mover()))
+        );
+        if let Some(e) = stopped.borrow_mut().take() {
+            return Err(e);
+        }
+        scanned
+    }
+
+    /// The scanning half of [`move_source`](Self::move_source): SCANs the source, queues
+    /// its moving keys grouped by new owner, keeping at most twice `movers` batches queued.
+    async fn scan_source(
+        &self,
+        saved: &SavedCell<'_>,
+        pool_name: &str,
+        src: usize,
+        feed: &Feed,
+    ) -> Result<(), Stop> {
+        let Feed {
+            queue,
+            more,
+            room,
+            movers,
+            stopped,
+        } = feed;
         let mut conn: Option<Rpc> = None;
         let mut cursor = b"0".to_vec();
         // The primary the cursor belongs to: after a failover the scan starts over.
         let mut scanned_on = String::new();
         let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
         loop {
+            if stopped.borrow().is_some() {
+                return Ok(());
+            }
             self.checkpoint(saved).await?;
             let topo = self.shared.topology();
-            let Some(pi) = pool_index(&self.shared, &pool_name) else {
+            let Some(pi) = pool_index(&self.shared, pool_name) else {
                 return Err(Stop::Shutdown);
             };
             let pool = topo.pools[pi].clone();
@@ -1091,15 +1247,26 @@ impl Driver {
             }
             // A throttled reshard moves in bursts of at most a tenth of a second of rate.
             let rate = RATE_KEYS.load(Ordering::Relaxed);
+            let max = tuning().0;
             let batch = if rate == 0 {
-                BATCH
+                max
             } else {
-                (rate as usize / 10).clamp(1, BATCH)
+                (rate as usize / 10).clamp(1, max)
             };
-            for (dst, keys) in groups.iter().enumerate() {
+            for (dst, keys) in groups.iter_mut().enumerate() {
                 for chunk in keys.chunks(batch) {
-                    self.migrate(saved, &pool_name, src, dst, chunk, &mut conn)
-                        .await?;
+                    loop {
+                        if stopped.borrow().is_some() {
+                            return Ok(());
+                        }
+                        let wait = room.notified();
+                        if queue.borrow().len() < 2 * *movers {
+                            break;
+                        }
+                        wait.await;
+                    }
+                    queue.borrow_mut().push_back((dst, chunk.to_vec()));
+                    more.notify_one();
                 }
             }
             self.control.st.lock().keys_scanned += nkeys;
@@ -1111,7 +1278,8 @@ impl Driver {
     }
 
     /// Counts a moved batch (in the state and in what STATUS shows).
-    fn moved(&self, saved: &mut Saved, keys: i64, bytes: i64) {
+    fn moved(&self, saved: &SavedCell<'_>, keys: i64, bytes: i64) {
+        let mut saved = saved.borrow_mut();
         saved.keys_moved += keys.max(0) as u64;
         saved.bytes_moved += bytes.max(0) as u64;
         if let Some(s) = self.control.st.lock().saved.as_mut() {
@@ -1123,7 +1291,7 @@ impl Driver {
     /// Moves one batch, retrying until it is moved (or the reshard is paused or cancelled).
     async fn migrate(
         &self,
-        saved: &mut Saved,
+        saved: &SavedCell<'_>,
         pool_name: &str,
         src: usize,
         dst: usize,

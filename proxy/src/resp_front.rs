@@ -169,8 +169,10 @@ where
     let mut key_idx = Vec::new();
     let mut ids: Vec<(u16, bool)> = Vec::new();
     let mut need_read = true;
-    let mut pool = worker.topology().pools[pool_idx].clone();
-    let mut pool_version = worker.shared.version();
+    let (mut pool, mut pool_version) = {
+        let t = worker.topology();
+        (t.pools[pool_idx].clone(), t.version)
+    };
     'conn: loop {
         if need_read {
             if rbuf.capacity() - rbuf.len() < 4096 {
@@ -198,6 +200,8 @@ where
             }
         }
         let started = Instant::now();
+        // Held until this batch's replies are in (see topology::RouteGate).
+        let _ticket = worker.route_ticket();
         if worker.shared.version() != pool_version {
             let topo = worker.topology();
             pool = topo.pools[pool_idx].clone();

@@ -5,6 +5,10 @@
 //! version counter (one relaxed atomic load per batch) to notice a new one; the health
 //! checker, failover and config reload publish new snapshots. Nothing on the request path
 //! takes a lock.
+//!
+//! A [`RouteGate`] tells a publisher when every batch routed with an older snapshot has
+//! been answered (the reshard waits for it before scanning: a write routed by the old
+//! ring must land before the scan can see it).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -211,8 +215,84 @@ pub struct Topology {
     pub pools: Vec<Arc<PoolView>>,
 }
 
+/// One worker thread's in-flight batch counters, by the parity of the epoch each batch
+/// entered under.
+#[derive(Default)]
+pub struct GateCounts([AtomicU64; 2]);
+
+/// Epoch-based quiescence for routing (RCU's grace period over batches): each batch
+/// takes a [`RouteTicket`] *before* it reads the topology version and gives it back once
+/// all its replies are in. [`RouteGate::quiesce`], called after publishing a snapshot,
+/// flips the epoch and waits until no ticket of the previous epoch is left: every batch
+/// that could have routed with an older snapshot has then been answered.
+///
+/// Why it is enough: a batch that read the old version took its ticket before that read,
+/// and the read came before the publish, which comes before the flip and the wait's
+/// first look at the counters (all `SeqCst`), so the wait sees the ticket. A batch that
+/// took its ticket in the old epoch but read the version after the publish routes with
+/// the new snapshot (it is waited for needlessly, which is harmless).
+#[derive(Default)]
+pub struct RouteGate {
+    epoch: AtomicU64,
+    workers: parking_lot::Mutex<Vec<Arc<GateCounts>>>,
+}
+
+impl RouteGate {
+    /// Counters for a new worker thread.
+    pub fn register(&self) -> Arc<GateCounts> {
+        let c = Arc::new(GateCounts::default());
+        self.workers.lock().push(c.clone());
+        c
+    }
+
+    /// Enters a batch (take it before reading the topology version).
+    #[inline]
+    pub fn enter<'a>(&self, counts: &'a GateCounts) -> RouteTicket<'a> {
+        let parity = (self.epoch.load(Ordering::SeqCst) & 1) as usize;
+        let c = &counts.0[parity];
+        c.fetch_add(1, Ordering::SeqCst);
+        RouteTicket(c)
+    }
+
+    /// Waits (up to `max`) until every batch that entered before this call is answered;
+    /// false if `max` passed first (a batch blocked in BLPOP, say). Call it after
+    /// publishing the snapshot, and from one thread at a time.
+    pub async fn quiesce(&self, max: std::time::Duration) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let old = (self.epoch.fetch_add(1, Ordering::SeqCst) & 1) as usize;
+        let deadline = std::time::Instant::now() + max;
+        loop {
+            let busy: u64 = self
+                .workers
+                .lock()
+                .iter()
+                .map(|w| w.0[old].load(Ordering::SeqCst))
+                .sum();
+            if busy == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// A batch in flight (see [`RouteGate`]); leaves on drop.
+pub struct RouteTicket<'a>(&'a AtomicU64);
+
+impl Drop for RouteTicket<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// State shared by every thread of the proxy.
 pub struct Shared {
+    /// Quiescence of batches routed with older snapshots.
+    pub gate: RouteGate,
     /// The reshard controller (admin commands, reload and the control thread use it).
     pub reshard: Arc<crate::reshard::Control>,
     topo: RwLock<Arc<Topology>>,
@@ -236,6 +316,7 @@ impl Shared {
         Shared {
             reshard: Arc::new(crate::reshard::Control::new(state_file, &cfg.pools)),
             topo: RwLock::new(Arc::new(Topology { version: 1, pools })),
+            gate: RouteGate::default(),
             version: AtomicU64::new(1),
             health: DashMap::new(),
         }

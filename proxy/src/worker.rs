@@ -15,7 +15,7 @@ use shoal_client::resp::encode_command;
 use crate::backend::{BackendConn, BackendOpts, Wire};
 use crate::config::{BackendKind, PoolConfig, ReadPolicy};
 use crate::metrics::Stats;
-use crate::topology::{PoolView, Shared, Topology};
+use crate::topology::{GateCounts, PoolView, RouteTicket, Shared, Topology};
 
 type ConnKey = (usize, String, Wire);
 
@@ -44,6 +44,7 @@ pub struct Worker {
     /// always share one connection and run in the order sent.
     affinity: Cell<u64>,
     next_client_id: &'static AtomicU64,
+    gate: Arc<GateCounts>,
 }
 
 static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
@@ -52,7 +53,9 @@ impl Worker {
     /// A worker over the shared state.
     pub fn new(shared: Arc<Shared>, stats: Arc<Stats>) -> Worker {
         let topo = shared.topology();
+        let gate = shared.gate.register();
         Worker {
+            gate,
             shared,
             stats,
             topo: RefCell::new(topo),
@@ -61,6 +64,13 @@ impl Worker {
             affinity: Cell::new(0),
             next_client_id: &CLIENT_IDS,
         }
+    }
+
+    /// Enters a batch into the route gate (before reading the topology version; hold it
+    /// until the batch's replies are in).
+    #[inline]
+    pub fn route_ticket(&self) -> RouteTicket<'_> {
+        self.shared.gate.enter(&self.gate)
     }
 
     /// A fresh client id (process-wide, like Redis' CLIENT ID).
