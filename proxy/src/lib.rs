@@ -19,6 +19,7 @@ pub mod health;
 pub mod io;
 pub mod mc_front;
 pub mod metrics;
+pub mod pull;
 pub mod reshard;
 pub mod resp_front;
 pub mod server;

@@ -91,6 +91,9 @@ struct Session {
     out_idx: usize,
     /// Scratch for wrapped requests.
     wrap: BytesMut,
+    /// Keys this session pulled to their new owner during a reshard (see
+    /// [`crate::pull`]), with that owner: routed there directly while it is their new owner.
+    pulled: Vec<(Vec<u8>, usize)>,
 }
 
 impl Session {
@@ -164,6 +167,7 @@ where
         blocking_asks: false,
         out_idx: 0,
         wrap: BytesMut::new(),
+        pulled: Vec::new(),
     };
     let mut scratch = BytesMut::new();
     let mut key_idx = Vec::new();
@@ -206,6 +210,9 @@ where
             let topo = worker.topology();
             pool = topo.pools[pool_idx].clone();
             pool_version = topo.version;
+            if pool.moving.is_none() {
+                sess.pulled.clear();
+            }
         }
         if sess.written.len() != pool.servers.len() {
             // A reload changed the pool's servers.
@@ -251,6 +258,19 @@ where
             };
             // Lane barrier: a request for another connection waits for the batch so far.
             let spec = commands::lookup(args.get(buf, 0));
+            if let Some((src, dst, keys)) = pull_needed(&ctx, spec, &sess, &mut key_idx) {
+                // A transaction or WATCH on keys a reshard is moving: move them first
+                // (after the batch so far), then route as if they had always been there.
+                if n > 0 {
+                    break;
+                }
+                if crate::pull::pull(&worker, &pool, pool_idx, src, dst, &keys).await {
+                    if sess.pulled.len() >= 4096 {
+                        sess.pulled.clear();
+                    }
+                    sess.pulled.extend(keys.into_iter().map(|k| (k, dst)));
+                }
+            }
             let lane = lane_of(&ctx, spec, &sess);
             if lane != sess.lane && n > 0 {
                 break;
@@ -511,12 +531,42 @@ fn wrong_args(local: &mut BytesMut, name: &[u8]) -> Out {
 const MOVING: &str =
     "TRYAGAIN shoal-proxy: a key of this transaction is being resharded, retry shortly";
 
+/// For a request that will run on a pinned connection (WATCH, inside MULTI or after a
+/// WATCH) on keys a reshard is moving and the session has not pulled yet: (old owner, new
+/// owner, the keys) to pull before it is routed (see [`crate::pull`]).
+fn pull_needed(
+    ctx: &Ctx<'_>,
+    spec: Option<&Spec>,
+    sess: &Session,
+    key_idx: &mut Vec<usize>,
+) -> Option<(usize, usize, Vec<Vec<u8>>)> {
+    let spec = spec?;
+    if ctx.pool.moving.is_none() || !crate::pull::supported(ctx.pool) {
+        return None;
+    }
+    let watch = eq(ctx.arg(0), b"WATCH");
+    if !(watch || sess.multi || sess.pinned.is_some()) {
+        return None;
+    }
+    if !watch && !matches!(spec.route, Route::Keyed | Route::Split(_)) {
+        return None;
+    }
+    match keys_owners(ctx, spec, key_idx, &sess.pulled) {
+        Ok(Some((s, d))) if s != d => {
+            Some((s, d, key_idx.iter().map(|&i| ctx.arg(i).to_vec()).collect()))
+        }
+        _ => None,
+    }
+}
+
 /// The (old, new) owners shared by every key of the request (equal unless a reshard moves
-/// them); Ok(None) for a keyless request, Err(()) when the keys are on several servers.
+/// them; a key in `pulled` with its new owner counts as moved); Ok(None) for a keyless
+/// request, Err(()) when the keys are on several servers.
 fn keys_owners(
     ctx: &Ctx<'_>,
     spec: &Spec,
     key_idx: &mut Vec<usize>,
+    pulled: &[(Vec<u8>, usize)],
 ) -> Result<Option<(usize, usize)>, ()> {
     let numkeys = match spec.keys {
         Keys::NumKeys { pos, .. } if pos > 0 && pos < ctx.argc() => {
@@ -531,7 +581,11 @@ fn keys_owners(
     }
     let mut owners = None;
     for &i in key_idx.iter() {
-        let o = ctx.pool.route(ctx.arg(i));
+        let k = ctx.arg(i);
+        let mut o = ctx.pool.route(k);
+        if o.0 != o.1 && pulled.iter().any(|(p, d)| *d == o.1 && p.as_slice() == k) {
+            o.0 = o.1;
+        }
         match owners {
             None => owners = Some(o),
             Some(p) if p != o => return Err(()),
@@ -547,8 +601,9 @@ fn keys_server(
     ctx: &Ctx<'_>,
     spec: &Spec,
     key_idx: &mut Vec<usize>,
+    pulled: &[(Vec<u8>, usize)],
 ) -> Result<Option<usize>, &'static str> {
-    match keys_owners(ctx, spec, key_idx) {
+    match keys_owners(ctx, spec, key_idx, pulled) {
         Ok(Some((s, d))) if s == d => Ok(Some(s)),
         Ok(Some(_)) => Err(MOVING),
         Ok(None) => Ok(None),
@@ -680,7 +735,7 @@ fn route(
     }
     match spec.route {
         Route::Keyed => {
-            let (server, dst) = match keys_owners(ctx, spec, key_idx) {
+            let (server, dst) = match keys_owners(ctx, spec, key_idx, &sess.pulled) {
                 Ok(Some(o)) => o,
                 Ok(None) => {
                     let s = first_live(ctx.pool);
@@ -963,7 +1018,7 @@ fn queue_in_multi(
         }
     }
     let server = match spec.route {
-        Route::Keyed | Route::Split(_) => match keys_server(ctx, spec, key_idx) {
+        Route::Keyed | Route::Split(_) => match keys_server(ctx, spec, key_idx, &sess.pulled) {
             Ok(s) => s,
             Err(e) => {
                 sess.multi_aborted = true;
@@ -1081,7 +1136,7 @@ fn session_command(
         if argc < 2 {
             return wrong_args(local, name);
         }
-        let server = match keys_server(ctx, spec, key_idx) {
+        let server = match keys_server(ctx, spec, key_idx, &sess.pulled) {
             Ok(s) => s.unwrap_or(0),
             Err(e) => return local_error(local, e),
         };

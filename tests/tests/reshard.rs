@@ -904,3 +904,110 @@ fn reshard_survives_source_failover() {
     finish(load, rp, None, &opts, "source failover mid-reshard");
     report_fails("preloaded keys", &verify_preload(&pre, rp, None));
 }
+
+/// Transactions and WATCH on keys the reshard is moving run without a client-visible
+/// error: the proxy pulls the keys to their new owner first (proxy/src/pull.rs), so the
+/// migrator finds fewer keys to move than the ring change gives.
+#[test]
+fn reshard_transactions_on_moving_keys() {
+    let servers: Vec<ServerProc> = (0..4).map(|_| spawn_shoal()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let proxy = ProxyProc::start(&sibling_pools(&pairs));
+    let rp = proxy.port(REDIS_POOL);
+    require_reshard(rp);
+    let pre = preload(rp, None, 4_000, 0, false);
+    let old: Vec<String> = (0..3).map(name).collect();
+    let new: Vec<String> = (0..4).map(name).collect();
+    let (ro, rn) = (ring(&old), ring(&new));
+    let moving = |k: &str| owner(&ro, &old, k) != owner(&rn, &new, k);
+    // Counters, all on keys whose owner changes.
+    let counters: Vec<String> = (0..20_000)
+        .map(|i| format!("txc:{i}"))
+        .filter(|k| moving(k))
+        .take(600)
+        .collect();
+    let mut c = RespConn::connect(rp);
+    c.timeout = Duration::from_secs(15);
+    for k in &counters {
+        assert_eq!(c.call(&["SET", k, "0"]), b"+OK\r\n");
+    }
+    let total_moving = pre.resp.iter().filter(|k| moving(k)).count() + counters.len();
+
+    reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
+    running_at_rate(rp, 400);
+    let mut expect = vec![0i64; counters.len()];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut during, mut i) = (0usize, 0usize);
+    // Bounded: the reshard ends (then 50 more) or the deadline passes.
+    let mut after_done = 0;
+    while Instant::now() < deadline && after_done < 50 && i < 100_000 {
+        let j = i % counters.len();
+        let k = counters[j].as_str();
+        let exec = if i % 2 == 0 {
+            assert_eq!(c.call(&["WATCH", k]), b"+OK\r\n", "WATCH {k}");
+            let got = c.call(&["GET", k]);
+            let want = format!("${}\r\n{}\r\n", expect[j].to_string().len(), expect[j]);
+            assert_eq!(escape(&got), escape(want.as_bytes()), "GET {k} after WATCH");
+            assert_eq!(c.call(&["MULTI"]), b"+OK\r\n");
+            assert_eq!(c.call(&["INCR", k]), b"+QUEUED\r\n", "INCR {k} in MULTI");
+            c.call(&["EXEC"])
+        } else {
+            assert_eq!(c.call(&["MULTI"]), b"+OK\r\n");
+            assert_eq!(
+                c.call(&["INCRBY", k, "2"]),
+                b"+QUEUED\r\n",
+                "INCRBY {k} in MULTI"
+            );
+            assert_eq!(c.call(&["GET", k]), b"+QUEUED\r\n", "GET {k} in MULTI");
+            c.call(&["EXEC"])
+        };
+        let v = expect[j] + if i % 2 == 0 { 1 } else { 2 };
+        let want = if i % 2 == 0 {
+            format!("*1\r\n:{v}\r\n")
+        } else {
+            format!("*2\r\n:{v}\r\n${}\r\n{v}\r\n", v.to_string().len())
+        };
+        assert_eq!(escape(&exec), escape(want.as_bytes()), "EXEC on {k}");
+        expect[j] = v;
+        if i % 50 == 0 {
+            if state(&status(rp)) == "done" {
+                after_done += 1;
+            } else {
+                during = i + 1;
+            }
+        } else if after_done > 0 {
+            after_done += 1;
+        }
+        i += 1;
+    }
+    let st = wait_done(rp, "ADD with transactions", Duration::from_secs(60));
+    eprintln!(
+        "[reshard] {i} transactions, {during} while moving; the migrator moved {} of {total_moving} moving keys",
+        moved(&st)
+    );
+    assert!(
+        during >= 200,
+        "only {during} transactions ran during the reshard"
+    );
+    assert!(
+        moved(&st) < total_moving as u64,
+        "the migrator moved all {total_moving} keys: no transaction pulled one"
+    );
+    for (j, k) in counters.iter().enumerate() {
+        let want = format!("${}\r\n{}\r\n", expect[j].to_string().len(), expect[j]);
+        assert_eq!(
+            escape(&c.call(&["GET", k])),
+            escape(want.as_bytes()),
+            "final {k}"
+        );
+    }
+    report_fails("preloaded keys", &verify_preload(&pre, rp, None));
+    let mut keys = pre.resp.clone();
+    keys.extend(counters.iter().cloned());
+    let all: Vec<(String, u16)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (name(i), s.resp_port()))
+        .collect();
+    report_fails("placement", &check_placement(&all, &new, &keys));
+}
