@@ -32,6 +32,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use shoal_client::resp::{decode_reply, encode_command, Proto, Value};
+use shoal_client::ring::Ring;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{error, info, warn};
@@ -1178,6 +1179,7 @@ impl Driver {
         // The primary the cursor belongs to: after a failover the scan starts over.
         let mut scanned_on = String::new();
         let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut ranged = true;
         loop {
             if stopped.borrow().is_some() {
                 return Ok(());
@@ -1205,10 +1207,52 @@ impl Driver {
                     }
                 }
             }
+            // A Shoal source filters by ring hash itself (SHOAL.SCAN): only the keys
+            // that move come back. None: plain SCAN (modula rings, other backends).
+            let ranges = if ranged && pool.cfg.backend == BackendKind::Shoal {
+                pool.moving
+                    .as_ref()
+                    .and_then(|m| moving_ranges(&m.old, &m.new, src))
+            } else {
+                None
+            };
+            if ranges.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(()); // nothing of this source changes owner
+            }
             let c = conn.as_mut().expect("connected above");
-            let reply = c
-                .call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
-                .await;
+            let reply = match &ranges {
+                None => {
+                    c.call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
+                        .await
+                }
+                Some(r) => {
+                    let nums: Vec<String> = r
+                        .iter()
+                        .flat_map(|(lo, hi)| [lo.to_string(), hi.to_string()])
+                        .collect();
+                    let tag = pool.cfg.hash_tag.map_or(Vec::new(), |t| t.to_vec());
+                    let mut args: Vec<&[u8]> = vec![
+                        b"SHOAL.SCAN",
+                        &cursor,
+                        b"COUNT",
+                        SCAN_COUNT.as_bytes(),
+                        b"HASH",
+                        pool.cfg.hash.name().as_bytes(),
+                        b"TAG",
+                        &tag,
+                        b"RANGES",
+                    ];
+                    args.extend(nums.iter().map(String::as_bytes));
+                    c.call(&args).await
+                }
+            };
+            if let Ok(Value::Error(e)) = &reply {
+                if ranges.is_some() && e.to_ascii_lowercase().starts_with(b"err unknown command") {
+                    // A shoal-server from before SHOAL.SCAN.
+                    ranged = false;
+                    continue;
+                }
+            }
             let (next, keys) = match reply {
                 Ok(Value::Array(mut v)) if v.len() == 2 => {
                     let keys = v.pop();
@@ -1367,6 +1411,37 @@ impl Driver {
     }
 }
 
+/// The key-hash ranges (inclusive, in order) that `old` gives server `src` and `new`
+/// gives another server: what a reshard moves off `src`. None when a ring is not made of
+/// hash ranges (modula, random).
+fn moving_ranges(old: &Ring, new: &Ring, src: usize) -> Option<Vec<(u32, u32)>> {
+    let (a, b) = (old.owner_ranges()?, new.owner_ranges()?);
+    let (mut i, mut j) = (0, 0);
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut lo = 0u32;
+    // Both lists cover 0..=u32::MAX in order: sweep their intersections.
+    while i < a.len() && j < b.len() {
+        let hi = a[i].1.min(b[j].1);
+        if a[i].2 == src && b[j].2 != src {
+            match out.last_mut() {
+                Some(last) if last.1.checked_add(1) == Some(lo) => last.1 = hi,
+                _ => out.push((lo, hi)),
+            }
+        }
+        if hi == u32::MAX {
+            break;
+        }
+        lo = hi + 1;
+        if a[i].1 == hi {
+            i += 1;
+        }
+        if b[j].1 == hi {
+            j += 1;
+        }
+    }
+    Some(out)
+}
+
 /// The replicas a shoal-server lists in `INFO replication` (`slaveN:ip=…,port=…`); only
 /// meaningful for a pool speaking the same protocol as the address asked.
 fn replicas_of(info: &str, same_protocol: bool) -> Vec<(String, u16)> {
@@ -1480,6 +1555,7 @@ mod tests {
 
 #[cfg(test)]
 mod ring_tests {
+    use super::moving_ranges;
     use shoal_client::ring::{Distribution, HashKind, Ring, RingNode};
 
     /// A ring over a subset of servers equals the ring over all of them with the others
@@ -1520,5 +1596,57 @@ mod ring_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn moving_ranges_are_the_keys_that_move() {
+        let nodes: Vec<RingNode> = (0..5)
+            .map(|i| RingNode::named("127.0.0.1", 7000 + i, 1, format!("shard{i}")))
+            .collect();
+        // ADD (3 -> 4), REMOVE (4 -> 3 without shard1) and a weight change.
+        let live =
+            |m: [bool; 5]| Ring::with_live(Distribution::Ketama, HashKind::Fnv1a_64, &nodes, &m);
+        let mut heavy = nodes.clone();
+        heavy[2].weight = 3;
+        let cases = [
+            (
+                live([true, true, true, false, false]),
+                live([true, true, true, true, false]),
+            ),
+            (
+                live([true, true, true, true, false]),
+                live([true, false, true, true, false]),
+            ),
+            (
+                live([true, true, true, false, false]),
+                Ring::with_live(
+                    Distribution::Ketama,
+                    HashKind::Fnv1a_64,
+                    &heavy,
+                    &[true, true, true, false, false],
+                ),
+            ),
+        ];
+        for (n, (old, new)) in cases.iter().enumerate() {
+            let mut moving = 0;
+            for src in 0..5 {
+                let r = moving_ranges(old, new, src).expect("ketama");
+                for w in r.windows(2) {
+                    assert!(w[0].1 < w[1].0, "case {n}: ranges overlap or touch: {w:?}");
+                }
+                for k in 0..20_000 {
+                    let key = format!("key:{k}");
+                    let h = old.key_hash(key.as_bytes());
+                    let inside = r.iter().any(|&(lo, hi)| lo <= h && h <= hi);
+                    let o = old.locate(key.as_bytes());
+                    let moves = o == Some(src) && new.locate(key.as_bytes()) != o;
+                    assert_eq!(inside, moves, "case {n}, source {src}, {key}");
+                    moving += usize::from(moves);
+                }
+            }
+            assert!(moving > 1_000, "case {n}: only {moving} keys move");
+        }
+        let modula = Ring::new(Distribution::Modula, HashKind::Fnv1a_64, &nodes);
+        assert!(moving_ranges(&modula, &modula, 0).is_none());
     }
 }

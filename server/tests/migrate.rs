@@ -798,3 +798,145 @@ fn keys_in_flight_answer_tryagain() {
     });
     assert_eq!(src.handle.shared().reshard.in_flight(), 0);
 }
+
+/// SHOAL.SCAN walks like SCAN and returns exactly the keys whose ring hash (of the
+/// hash-tag part) is in one of the ranges; bad arguments get errors.
+#[test]
+fn scan_by_hash_ranges() {
+    use shoal_client::ring::{hash_tag, HashKind};
+    let server = Server::start(2, None);
+    let mut c = server.client();
+    let keys: Vec<String> = (0..3000)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("{{t{}}}:k{i}", i % 7)
+            } else {
+                format!("k{i}")
+            }
+        })
+        .collect();
+    for k in &keys {
+        c.ok(&["SET", k, "v"]);
+    }
+    let ranges = [
+        (0u32, 600_000_000u32),
+        (1_500_000_000, 1_500_000_000),
+        (3_000_000_000, u32::MAX),
+    ];
+    for (hash, tag) in [(HashKind::Fnv1a_64, Some(*b"{}")), (HashKind::Murmur, None)] {
+        let h = |k: &str| hash.hash(hash_tag(k.as_bytes(), tag));
+        let want: std::collections::BTreeSet<String> = keys
+            .iter()
+            .filter(|k| ranges.iter().any(|&(lo, hi)| lo <= h(k) && h(k) <= hi))
+            .cloned()
+            .collect();
+        assert!(want.len() > 500 && want.len() < 2500, "{}", want.len());
+        let tag_s = tag.map_or(String::new(), |t| String::from_utf8_lossy(&t).into_owned());
+        let nums: Vec<String> = ranges
+            .iter()
+            .flat_map(|(lo, hi)| [lo.to_string(), hi.to_string()])
+            .collect();
+        let mut got = std::collections::BTreeSet::new();
+        let mut cursor = "0".to_string();
+        for _ in 0..10_000 {
+            let mut args = vec![
+                "SHOAL.SCAN",
+                &cursor,
+                "COUNT",
+                "100",
+                "HASH",
+                hash.name(),
+                "TAG",
+                &tag_s,
+                "RANGES",
+            ];
+            args.extend(nums.iter().map(String::as_str));
+            let Value::Array(v) = c.cmd(&args) else {
+                panic!("SHOAL.SCAN reply")
+            };
+            let (Value::Bulk(next), Value::Array(ks)) = (&v[0], &v[1]) else {
+                panic!("{v:?}")
+            };
+            for k in ks {
+                let Value::Bulk(k) = k else { panic!("{k:?}") };
+                assert!(
+                    got.insert(String::from_utf8_lossy(k).into_owned()),
+                    "returned twice"
+                );
+            }
+            cursor = String::from_utf8_lossy(next).into_owned();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(cursor, "0", "the scan did not end");
+        assert_eq!(got, want, "{hash:?}");
+    }
+    let base = [
+        "SHOAL.SCAN",
+        "0",
+        "COUNT",
+        "10",
+        "HASH",
+        "fnv1a_64",
+        "TAG",
+        "",
+    ];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        a
+    }
+    assert!(c.err(&with(&base, &["RANGES", "5", "4"])).contains("range"));
+    assert!(c
+        .err(&with(&base, &["RANGES", "1", "4294967296"]))
+        .contains("range"));
+    assert!(c
+        .err(&with(&base, &["RANGES", "1"]))
+        .starts_with("ERR syntax"));
+    assert!(c
+        .err(&[
+            "SHOAL.SCAN",
+            "0",
+            "COUNT",
+            "10",
+            "HASH",
+            "nope",
+            "TAG",
+            "",
+            "RANGES",
+            "1",
+            "2"
+        ])
+        .contains("unknown hash"));
+    assert!(c
+        .err(&[
+            "SHOAL.SCAN",
+            "0",
+            "COUNT",
+            "10",
+            "HASH",
+            "md5",
+            "TAG",
+            "{",
+            "RANGES",
+            "1",
+            "2"
+        ])
+        .contains("tag"));
+    assert!(c
+        .err(&[
+            "SHOAL.SCAN",
+            "x",
+            "COUNT",
+            "10",
+            "HASH",
+            "md5",
+            "TAG",
+            "",
+            "RANGES",
+            "1",
+            "2"
+        ])
+        .contains("cursor"));
+}

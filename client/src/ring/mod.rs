@@ -515,6 +515,35 @@ impl Ring {
         self.len == 0
     }
 
+    /// For a ketama ring (or one with a single live server): the owner of every key hash,
+    /// as inclusive `(lo, hi, server)` ranges in order, covering `0..=u32::MAX` (the key
+    /// hash is [`key_hash`](Self::key_hash) of the hash-tag part). `None` for modula and
+    /// random, whose owners are not ranges of the hash, and for a ring with no live server.
+    pub fn owner_ranges(&self) -> Option<Vec<(u32, u32, usize)>> {
+        match &self.table {
+            Table::Single(i) => Some(vec![(0, u32::MAX, *i as usize)]),
+            Table::Ketama { points, owners } => {
+                // A hash belongs to the first point at or above it, past the last to the
+                // first point's owner.
+                let mut out = Vec::with_capacity(points.len() + 1);
+                let mut lo = 0u32;
+                for (&p, &o) in points.iter().zip(owners.iter()) {
+                    if p < lo {
+                        continue; // a repeated point: its range is empty
+                    }
+                    out.push((lo, p, o as usize));
+                    if p == u32::MAX {
+                        return Some(out);
+                    }
+                    lo = p + 1;
+                }
+                out.push((lo, u32::MAX, owners[0] as usize));
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
     /// Number of ketama points (0 for other distributions).
     pub fn point_count(&self) -> usize {
         match &self.table {

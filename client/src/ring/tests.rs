@@ -491,3 +491,45 @@ fn ring_is_send_and_sync() {
     fn check<T: Send + Sync + 'static>() {}
     check::<Ring>();
 }
+
+#[test]
+fn owner_ranges_agree_with_locate() {
+    let nodes: Vec<RingNode> = (0..5)
+        .map(|i| RingNode::named("127.0.0.1", 7000 + i, 1 + u32::from(i % 3), format!("s{i}")))
+        .collect();
+    for hash in [
+        HashKind::Fnv1a_64,
+        HashKind::Murmur,
+        HashKind::Md5,
+        HashKind::Crc32a,
+    ] {
+        let ring = Ring::new(Distribution::Ketama, hash, &nodes);
+        let ranges = ring.owner_ranges().expect("ketama has ranges");
+        // Contiguous, in order, covering every hash.
+        assert_eq!(ranges[0].0, 0);
+        assert_eq!(ranges.last().map(|r| r.1), Some(u32::MAX));
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0, "{w:?}");
+        }
+        for i in 0..20_000u32 {
+            let key = format!("key:{i}");
+            let h = ring.key_hash(key.as_bytes());
+            let at = ranges.partition_point(|r| r.0 <= h) - 1;
+            assert!(ranges[at].0 <= h && h <= ranges[at].1);
+            assert_eq!(
+                Some(ranges[at].2),
+                ring.locate(key.as_bytes()),
+                "{key} ({hash:?})"
+            );
+        }
+        // The extremes.
+        for h in [0u32, 1, u32::MAX - 1, u32::MAX] {
+            let at = ranges.partition_point(|r| r.0 <= h) - 1;
+            assert!(ranges[at].0 <= h && h <= ranges[at].1);
+        }
+    }
+    let modula = Ring::new(Distribution::Modula, HashKind::Fnv1a_64, &nodes);
+    assert!(modula.owner_ranges().is_none());
+    let one = Ring::new(Distribution::Ketama, HashKind::Fnv1a_64, &nodes[..1]);
+    assert_eq!(one.owner_ranges(), Some(vec![(0, u32::MAX, 0)]));
+}

@@ -50,7 +50,7 @@ pub const DEFAULT_SHARDS: usize = 256;
 /// Configuration of a [`Keyspace`].
 #[derive(Clone, Debug)]
 pub struct KeyspaceConfig {
-    /// Number of shards; at least 1.
+    /// Number of shards; 1 to 256.
     pub shards: usize,
     /// Memory limit in bytes; 0 = unlimited.
     pub maxmemory: u64,
@@ -151,7 +151,8 @@ pub struct Keyspace {
 impl Keyspace {
     /// Creates an empty keyspace.
     pub fn new(cfg: KeyspaceConfig) -> Keyspace {
-        let shards = (0..cfg.shards.max(1))
+        // SCAN cursors have 8 bits for the shard.
+        let shards = (0..cfg.shards.clamp(1, 256))
             .map(|_| CachePadded::new(Mutex::new(Shard::new())))
             .collect();
         Keyspace {
@@ -497,17 +498,39 @@ impl Keyspace {
         total
     }
 
-    /// Cursor-based iteration (SCAN). The cursor encodes `shard << 40 | bucket`;
-    /// visits about `count` buckets and returns the next cursor (0 when done).
-    /// Keys present for the whole iteration are returned at least once unless a
-    /// shard's table is resized between calls (documented deviation from Redis's
-    /// reverse-binary cursor, which survives resizes).
-    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, mut f: impl FnMut(&Entry)) -> u64 {
-        let mut shard = (cursor >> 40) as usize;
+    /// Cursor-based iteration (SCAN). The cursor encodes `layout << 48 | shard << 40 |
+    /// bucket` (`layout`: the low 15 bits of the shard's table-rebuild count); visits
+    /// about `count` buckets and returns the next cursor (0 when done). Every key present
+    /// for the whole iteration is returned at least once, as in Redis: when the shard's
+    /// table was grown or rehashed since the cursor was made, its entries may have moved
+    /// between buckets, so that shard is walked again from its first bucket (keys seen
+    /// before come again, which SCAN allows).
+    pub fn scan(&self, cursor: u64, count: usize, now_ms: u64, f: impl FnMut(&Entry)) -> u64 {
+        self.scan_shards(cursor, self.shards.len(), count, now_ms, f)
+    }
+
+    /// [`scan`](Self::scan) over shards below `end_shard` only: 0 once past the last.
+    pub fn scan_shards(
+        &self,
+        cursor: u64,
+        end_shard: usize,
+        count: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&Entry),
+    ) -> u64 {
+        const LAYOUT_BITS: u64 = 0x7fff;
+        let end_shard = end_shard.min(self.shards.len());
+        let mut shard = ((cursor >> 40) & 0xff) as usize;
+        let mut layout = Some((cursor >> 48) & LAYOUT_BITS);
         let mut bucket = (cursor & ((1 << 40) - 1)) as usize;
         let mut budget = count.max(1);
-        while shard < self.shards.len() {
+        let mut at_layout = 0;
+        while shard < end_shard {
             let mut g = self.lock_shard(shard);
+            at_layout = g.layout() & LAYOUT_BITS;
+            if layout.take().is_some_and(|l| l != at_layout) {
+                bucket = 0;
+            }
             if g.is_empty() {
                 // Empty shards cost no budget, so small keyspaces scan in one call.
                 drop(g);
@@ -530,10 +553,12 @@ impl Keyspace {
                 break;
             }
         }
-        if shard >= self.shards.len() {
+        if shard >= end_shard {
             0
+        } else if bucket == 0 {
+            (shard as u64) << 40
         } else {
-            ((shard as u64) << 40) | bucket as u64
+            (at_layout << 48) | ((shard as u64) << 40) | bucket as u64
         }
     }
 

@@ -67,6 +67,9 @@ pub struct Shard {
     pub(crate) evicted: u64,
     /// Next bucket the active-expiry sweep looks at.
     pub(crate) expire_cursor: usize,
+    /// Times the table was rebuilt (grown, rehashed in place or replaced): entries may
+    /// have changed buckets, so a SCAN cursor from before must restart this shard.
+    pub(crate) layout: u64,
 }
 
 impl Shard {
@@ -81,6 +84,7 @@ impl Shard {
             expired: 0,
             evicted: 0,
             expire_cursor: 0,
+            layout: 0,
         }
     }
 
@@ -452,6 +456,10 @@ impl<'a> ShardGuard<'a> {
         let shard = &mut *self.shard;
         let before_table = shard.table_cost();
         let mut delta = new_cost as isize;
+        if shard.table.len() == shard.table.capacity() {
+            // No room left: the lookup below first grows or rehashes the table.
+            shard.layout += 1;
+        }
         match shard
             .table
             .find_or_find_insert_slot(hash, |e| e.key() == key, |e| ks.hash(e.key()))
@@ -527,6 +535,11 @@ impl<'a> ShardGuard<'a> {
             }
             None => false,
         }
+    }
+
+    /// How many times this shard's table was rebuilt (see [`Shard`]'s `layout`).
+    pub fn layout(&self) -> u64 {
+        self.shard.layout
     }
 
     /// Visits up to `max_buckets` buckets from `cursor` (a bucket index), calling
@@ -698,6 +711,7 @@ impl<'a> ShardGuard<'a> {
         crate::bump_writes();
         let shard = &mut *self.shard;
         let old = std::mem::replace(&mut shard.table, RawTable::new());
+        shard.layout += 1;
         self.ks.add_used(-(shard.used as isize));
         shard.used = 0;
         shard.volatile = 0;

@@ -106,6 +106,104 @@ fn scan_visits_every_key_once_without_resize() {
     assert!(calls > 100);
 }
 
+/// Keys present for the whole scan are returned even when the tables grow (and
+/// entries change buckets) and other keys are deleted between calls.
+#[test]
+fn scan_survives_resizes_between_calls() {
+    for shards in [1, 16] {
+        let k = ks(shards);
+        let stay: Vec<String> = (0..3000).map(|i| format!("stay{i}")).collect();
+        for key in &stay {
+            k.lock(key.as_bytes())
+                .insert(key.as_bytes(), &[b"v"], None, 0, T0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let (mut cursor, mut calls, mut added) = (0, 0, 0u32);
+        loop {
+            cursor = k.scan(cursor, 64, T0, |e| {
+                seen.insert(e.key().to_vec());
+            });
+            calls += 1;
+            // Between calls: new keys (the tables grow several times during the
+            // scan) and some deletes.
+            for _ in 0..8 {
+                let key = format!("new{added}");
+                k.lock(key.as_bytes())
+                    .insert(key.as_bytes(), &[b"v"], None, 0, T0);
+                if added % 3 == 0 {
+                    let old = format!("new{}", added / 2);
+                    k.lock(old.as_bytes()).remove(old.as_bytes(), T0);
+                }
+                added += 1;
+            }
+            if cursor == 0 {
+                break;
+            }
+            assert!(calls < 100_000, "the scan does not end");
+        }
+        let missed: Vec<&String> = stay
+            .iter()
+            .filter(|s| !seen.contains(s.as_bytes()))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{shards} shards: {} missed, e.g. {:?}",
+            missed.len(),
+            &missed[..missed.len().min(5)]
+        );
+        let grown: u64 = (0..shards).map(|i| k.lock_shard(i).layout()).sum();
+        assert!(
+            grown >= 2,
+            "{shards} shards: the tables were rebuilt only {grown} times"
+        );
+    }
+}
+
+/// Keys present for the whole scan are returned when churn (inserts and deletes at a
+/// steady size) makes the table rehash in place between calls.
+#[test]
+fn scan_survives_in_place_rehash() {
+    let k = ks(1);
+    let stay: Vec<String> = (0..3000).map(|i| format!("stay{i}")).collect();
+    for key in &stay {
+        k.lock(key.as_bytes())
+            .insert(key.as_bytes(), &[b"v"], None, 0, T0);
+    }
+    let mut churn = std::collections::VecDeque::new();
+    let mut n = 0u32;
+    let (mut cursor, mut calls) = (0, 0);
+    let mut seen = std::collections::HashSet::new();
+    let before = k.lock_shard(0).layout();
+    loop {
+        cursor = k.scan(cursor, 32, T0, |e| {
+            seen.insert(e.key().to_vec());
+        });
+        calls += 1;
+        for _ in 0..64 {
+            let key = format!("churn{n}");
+            n += 1;
+            k.lock(key.as_bytes())
+                .insert(key.as_bytes(), &[b"v"], None, 0, T0);
+            churn.push_back(key);
+            if churn.len() > 500 {
+                let old = churn.pop_front().expect("non-empty");
+                k.lock(old.as_bytes()).remove(old.as_bytes(), T0);
+            }
+        }
+        if cursor == 0 {
+            break;
+        }
+        assert!(calls < 100_000, "the scan does not end");
+    }
+    let missed = stay.iter().filter(|s| !seen.contains(s.as_bytes())).count();
+    let rebuilt = k.lock_shard(0).layout() - before;
+    assert_eq!(
+        missed, 0,
+        "{missed} keys missed; the table was rebuilt {rebuilt} times"
+    );
+    assert!(rebuilt >= 1, "no rehash happened");
+}
+
 #[test]
 fn lock_many_orders_shards() {
     let k = ks(8);

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::{eq, parse_i64, Ctx, Req, Spec, COMMANDS};
-use super::{ADMIN, DENYOOM, EXCLUSIVE, NK, WRAPPER, WRITE};
+use super::{ADMIN, DENYOOM, EXCLUSIVE, NK, READONLY, WRAPPER, WRITE};
 use crate::reshard::{self, MigrateJob, Verdict};
 
 /// This module's command table rows.
@@ -17,6 +17,7 @@ pub(super) fn table() -> Vec<Spec> {
         "shoal.migrate", -6, ADMIN, NK, migrate;
         "shoal.import", -6, WRITE | DENYOOM, (1, -1, 5), import;
         "shoal.waitall", 2, 0, NK, waitall;
+        "shoal.scan", -8, READONLY, NK, scan;
     }
 }
 
@@ -160,6 +161,92 @@ pub(super) fn ask(ctx: &mut Ctx<'_>, req: &Req<'_>, spec: &Spec) {
         Verdict::Moved => ctx.err(reshard::MOVED_ERR),
         Verdict::Split => ctx.err(reshard::SPLIT_ERR),
         Verdict::Migrating => ctx.err(reshard::MIGRATING_ERR),
+    }
+}
+
+/// Most ranges one SHOAL.SCAN takes (a ketama ring has 160 points per server).
+const MAX_RANGES: usize = 1 << 16;
+
+/// SHOAL.SCAN cursor COUNT count HASH name TAG tag RANGES lo hi [lo hi ...]: SCAN
+/// (same cursor, same guarantees) returning only the keys whose ring hash lies in one of
+/// the inclusive `lo..=hi` ranges. The hash is a proxy ring hash (`fnv1a_64`, `murmur`,
+/// ..., as in twemproxy's `hash:`) of the key's hash-tag part (`tag`: the two tag
+/// characters, or empty for none); an empty key hashes to 0, as the proxy places it. The
+/// proxy's migrator asks each old owner for just the keys a reshard moves, instead of
+/// every key.
+pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
+    use shoal_client::ring::{hash_tag, HashKind};
+    let Some(cursor) = super::keys::parse_cursor(req.arg(1)) else {
+        return ctx.err("ERR invalid cursor");
+    };
+    if !eq(req.arg(2), "count") || !eq(req.arg(4), "hash") || !eq(req.arg(6), "tag") {
+        return ctx.syntax();
+    }
+    let count = match parse_i64(req.arg(3)) {
+        Some(n) if n >= 1 => n as usize,
+        Some(_) => return ctx.syntax(),
+        None => return ctx.not_int(),
+    };
+    let Some(kind) = std::str::from_utf8(req.arg(5))
+        .ok()
+        .and_then(HashKind::from_name)
+    else {
+        return ctx.err("ERR shoal scan: unknown hash");
+    };
+    let tag = match req.arg(7) {
+        [] => None,
+        [a, b] => Some([*a, *b]),
+        _ => return ctx.err("ERR shoal scan: a hash tag is two characters"),
+    };
+    if req.len() < 9 || !eq(req.arg(8), "ranges") || (req.len() - 9) % 2 != 0 {
+        return ctx.syntax();
+    }
+    let n = (req.len() - 9) / 2;
+    if n > MAX_RANGES {
+        return ctx.err("ERR shoal scan: too many ranges");
+    }
+    let mut ranges = Vec::with_capacity(n);
+    for i in 0..n {
+        let num = |a: &[u8]| {
+            std::str::from_utf8(a)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+        };
+        match (num(req.arg(9 + 2 * i)), num(req.arg(10 + 2 * i))) {
+            (Some(lo), Some(hi)) if lo <= hi => ranges.push((lo, hi)),
+            _ => return ctx.err("ERR shoal scan: a range is two 32-bit numbers, low <= high"),
+        }
+    }
+    ranges.sort_unstable();
+    // Overlapping ranges merge, so the lookup below sees disjoint ones.
+    ranges.dedup_by(|next, prev| {
+        if next.0 <= prev.1.saturating_add(1) {
+            prev.1 = prev.1.max(next.1);
+            true
+        } else {
+            false
+        }
+    });
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    let next = ctx.ks.scan(cursor, count, ctx.now, |e| {
+        let k = e.key();
+        let h = if k.is_empty() {
+            0
+        } else {
+            kind.hash(hash_tag(k, tag))
+        };
+        // The last range starting at or below h.
+        let at = ranges.partition_point(|&(lo, _)| lo <= h);
+        if at > 0 && h <= ranges[at - 1].1 {
+            found.push(k.to_vec());
+        }
+    });
+    let mut w = ctx.w();
+    w.array(2);
+    w.bulk_int(next as i64);
+    w.array(found.len());
+    for k in &found {
+        w.bulk(k);
     }
 }
 
