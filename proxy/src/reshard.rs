@@ -47,7 +47,7 @@ const SCAN_COUNT: &str = "4096";
 /// benchmarks).
 const BATCH: usize = 512;
 /// `SHOAL.MIGRATE` calls in flight per source (`SHOAL_RESHARD_MOVERS` overrides it).
-const MOVERS: usize = 2;
+const MOVERS: usize = 4;
 
 /// The migration's batch size and movers per source (read once; see [`BATCH`]).
 fn tuning() -> (usize, usize) {
@@ -78,6 +78,9 @@ struct Feed {
     /// Why a mover stopped (pause is waited out inside; this is cancel or shutdown).
     stopped: RefCell<Option<Stop>>,
 }
+
+/// A destination and the key-hash ranges that move to it from one source.
+type RangeGroup = (usize, Vec<(u32, u32)>);
 
 /// The reshard state shared by the sources moving at once (never borrowed across an await).
 type SavedCell<'a> = RefCell<&'a mut Saved>;
@@ -1096,6 +1099,17 @@ impl Driver {
     /// the source, so scanning, serializing, importing and deleting overlap.
     async fn move_source(&self, saved: &SavedCell<'_>, src: usize) -> Result<(), Stop> {
         let pool_name = saved.borrow().pools[0].pool.clone();
+        if let Some(groups) = self.source_ranges(&pool_name, src) {
+            if groups.is_empty() {
+                return Ok(()); // nothing of this source changes owner
+            }
+            if self.move_ranges(saved, &pool_name, src, &groups).await? {
+                return Ok(());
+            }
+            warn!(
+                "reshard: source {src} does not know SHOAL.MIGRATE ... SCAN; scanning it with SCAN"
+            );
+        }
         let movers = tuning().1;
         let feed = Feed {
             queue: RefCell::new(VecDeque::new()),
@@ -1158,6 +1172,179 @@ impl Driver {
         scanned
     }
 
+    /// For a Shoal pool on a ketama ring: the key-hash ranges that move off `src`, grouped
+    /// by destination. None: the source is moved by SCAN and key lists instead.
+    fn source_ranges(&self, pool_name: &str, src: usize) -> Option<Vec<RangeGroup>> {
+        let topo = self.shared.topology();
+        let pool = &topo.pools[pool_index(&self.shared, pool_name)?];
+        if pool.cfg.backend != BackendKind::Shoal {
+            return None;
+        }
+        let m = pool.moving.as_ref()?;
+        let mut groups: Vec<RangeGroup> = Vec::new();
+        for (lo, hi, dst) in moving_ranges(&m.old, &m.new, src)? {
+            match groups.iter_mut().find(|g| g.0 == dst) {
+                Some(g) => g.1.push((lo, hi)),
+                None => groups.push((dst, vec![(lo, hi)])),
+            }
+        }
+        Some(groups)
+    }
+
+    /// Moves the keys of `src` in `groups` (destination, hash ranges) with the `SCAN`
+    /// form of `SHOAL.MIGRATE`: the source finds, serializes and sends the keys itself, so
+    /// no key name travels through the proxy. Each destination's ranges are moved by
+    /// [`MOVERS`] slices of the source's keyspace at once. Ok(false): the source does not
+    /// know the form (an older shoal-server).
+    async fn move_ranges(
+        &self,
+        saved: &SavedCell<'_>,
+        pool_name: &str,
+        src: usize,
+        groups: &[RangeGroup],
+    ) -> Result<bool, Stop> {
+        let slices = tuning().1;
+        for (dst, ranges) in groups {
+            let results = futures_util::future::join_all(
+                (0..slices)
+                    .map(|i| self.move_slice(saved, pool_name, src, *dst, ranges, (i, slices))),
+            )
+            .await;
+            for r in results {
+                if !r? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One slice of [`move_ranges`](Self::move_ranges): `SHOAL.MIGRATE … SCAN` calls from
+    /// cursor 0 until the source says the slice is done. A failed-over source restarts the
+    /// slice on its new primary (a cursor means nothing there; moved keys are gone, so a
+    /// second pass only finds what is left).
+    async fn move_slice(
+        &self,
+        saved: &SavedCell<'_>,
+        pool_name: &str,
+        src: usize,
+        dst: usize,
+        ranges: &[(u32, u32)],
+        (slice, slices): (usize, usize),
+    ) -> Result<bool, Stop> {
+        let nums: Vec<String> = ranges
+            .iter()
+            .flat_map(|(lo, hi)| [lo.to_string(), hi.to_string()])
+            .collect();
+        let (slice_s, slices_s) = (slice.to_string(), slices.to_string());
+        let timeout_s = MIGRATE_TIMEOUT_MS.to_string();
+        let mut conn: Option<Rpc> = None;
+        let mut cursor = 0u64;
+        let mut scanned_on = String::new();
+        loop {
+            self.checkpoint(saved).await?;
+            let topo = self.shared.topology();
+            let Some(pi) = pool_index(&self.shared, pool_name) else {
+                return Err(Stop::Shutdown);
+            };
+            let pool = &topo.pools[pi];
+            let src_addr = pool.servers[src].primary.clone();
+            if scanned_on != src_addr {
+                cursor = 0;
+                conn = None;
+                scanned_on.clone_from(&src_addr);
+            }
+            if conn.is_none() {
+                match Rpc::connect(&src_addr, pool.cfg.redis_auth.as_deref()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        self.control.set_error(format!("source {src_addr}: {e}"));
+                        tokio::time::sleep(RETRY_PAUSE * 4).await;
+                        continue;
+                    }
+                }
+            }
+            let (host, port) = split_addr(&pool.servers[dst].primary);
+            let port_s = port.to_string();
+            // A throttled reshard moves in bursts of at most a tenth of a second of rate.
+            let rate = RATE_KEYS.load(Ordering::Relaxed);
+            let limit = if rate == 0 {
+                tuning().0
+            } else {
+                (rate as usize / 10).clamp(1, tuning().0)
+            };
+            let limit_s = limit.to_string();
+            let cursor_s = cursor.to_string();
+            let tag = pool.cfg.hash_tag.map_or(Vec::new(), |t| t.to_vec());
+            let mut args: Vec<&[u8]> = vec![
+                b"SHOAL.MIGRATE",
+                host.as_bytes(),
+                port_s.as_bytes(),
+                timeout_s.as_bytes(),
+            ];
+            if let Some(pw) = pool.cfg.redis_auth.as_deref() {
+                args.push(b"AUTH");
+                args.push(pw.as_bytes());
+            }
+            args.extend([
+                &b"SCAN"[..],
+                cursor_s.as_bytes(),
+                b"LIMIT",
+                limit_s.as_bytes(),
+                b"SLICE",
+                slice_s.as_bytes(),
+                slices_s.as_bytes(),
+                b"HASH",
+                pool.cfg.hash.name().as_bytes(),
+                b"TAG",
+                &tag,
+                b"RANGES",
+            ]);
+            args.extend(nums.iter().map(String::as_bytes));
+            let c = conn.as_mut().expect("connected above");
+            match c.call(&args).await {
+                Ok(Value::Array(v)) if v.len() == 4 => {
+                    let int = |i: usize| match v[i] {
+                        Value::Int(n) => n.max(0) as u64,
+                        _ => 0,
+                    };
+                    let (n, bytes, next, visited) = (int(0), int(1), int(2), int(3));
+                    self.moved(saved, n as i64, bytes as i64);
+                    self.control.st.lock().keys_scanned += visited;
+                    throttle_keys(n).await;
+                    throttle_bytes(bytes).await;
+                    if next == 0 {
+                        return Ok(true);
+                    }
+                    cursor = next;
+                    continue;
+                }
+                Ok(Value::Error(e)) => {
+                    let e = String::from_utf8_lossy(&e).into_owned();
+                    if e.starts_with("ERR syntax")
+                        || e.to_ascii_lowercase().contains("unknown command")
+                    {
+                        return Ok(false);
+                    }
+                    if !e.starts_with("TRYAGAIN") {
+                        self.control
+                            .set_error(format!("{src_addr} -> {host}:{port}: {e}"));
+                    }
+                }
+                Ok(other) => {
+                    self.control
+                        .set_error(format!("{src_addr}: SHOAL.MIGRATE answered {other:?}"));
+                    conn = None;
+                }
+                Err(e) => {
+                    self.control.set_error(format!("{src_addr}: {e}"));
+                    conn = None;
+                }
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
     /// The scanning half of [`move_source`](Self::move_source): SCANs the source, queues
     /// its moving keys grouped by new owner, keeping at most twice `movers` batches queued.
     async fn scan_source(
@@ -1179,7 +1366,6 @@ impl Driver {
         // The primary the cursor belongs to: after a failover the scan starts over.
         let mut scanned_on = String::new();
         let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
-        let mut ranged = true;
         loop {
             if stopped.borrow().is_some() {
                 return Ok(());
@@ -1207,52 +1393,10 @@ impl Driver {
                     }
                 }
             }
-            // A Shoal source filters by ring hash itself (SHOAL.SCAN): only the keys
-            // that move come back. None: plain SCAN (modula rings, other backends).
-            let ranges = if ranged && pool.cfg.backend == BackendKind::Shoal {
-                pool.moving
-                    .as_ref()
-                    .and_then(|m| moving_ranges(&m.old, &m.new, src))
-            } else {
-                None
-            };
-            if ranges.as_ref().is_some_and(Vec::is_empty) {
-                return Ok(()); // nothing of this source changes owner
-            }
             let c = conn.as_mut().expect("connected above");
-            let reply = match &ranges {
-                None => {
-                    c.call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
-                        .await
-                }
-                Some(r) => {
-                    let nums: Vec<String> = r
-                        .iter()
-                        .flat_map(|(lo, hi)| [lo.to_string(), hi.to_string()])
-                        .collect();
-                    let tag = pool.cfg.hash_tag.map_or(Vec::new(), |t| t.to_vec());
-                    let mut args: Vec<&[u8]> = vec![
-                        b"SHOAL.SCAN",
-                        &cursor,
-                        b"COUNT",
-                        SCAN_COUNT.as_bytes(),
-                        b"HASH",
-                        pool.cfg.hash.name().as_bytes(),
-                        b"TAG",
-                        &tag,
-                        b"RANGES",
-                    ];
-                    args.extend(nums.iter().map(String::as_bytes));
-                    c.call(&args).await
-                }
-            };
-            if let Ok(Value::Error(e)) = &reply {
-                if ranges.is_some() && e.to_ascii_lowercase().starts_with(b"err unknown command") {
-                    // A shoal-server from before SHOAL.SCAN.
-                    ranged = false;
-                    continue;
-                }
-            }
+            let reply = c
+                .call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
+                .await;
             let (next, keys) = match reply {
                 Ok(Value::Array(mut v)) if v.len() == 2 => {
                     let keys = v.pop();
@@ -1412,20 +1556,21 @@ impl Driver {
 }
 
 /// The key-hash ranges (inclusive, in order) that `old` gives server `src` and `new`
-/// gives another server: what a reshard moves off `src`. None when a ring is not made of
-/// hash ranges (modula, random).
-fn moving_ranges(old: &Ring, new: &Ring, src: usize) -> Option<Vec<(u32, u32)>> {
+/// gives another server, with that server: what a reshard moves off `src`, and where to.
+/// None when a ring is not made of hash ranges (modula, random).
+fn moving_ranges(old: &Ring, new: &Ring, src: usize) -> Option<Vec<(u32, u32, usize)>> {
     let (a, b) = (old.owner_ranges()?, new.owner_ranges()?);
     let (mut i, mut j) = (0, 0);
-    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut out: Vec<(u32, u32, usize)> = Vec::new();
     let mut lo = 0u32;
     // Both lists cover 0..=u32::MAX in order: sweep their intersections.
     while i < a.len() && j < b.len() {
         let hi = a[i].1.min(b[j].1);
-        if a[i].2 == src && b[j].2 != src {
+        let dst = b[j].2;
+        if a[i].2 == src && dst != src {
             match out.last_mut() {
-                Some(last) if last.1.checked_add(1) == Some(lo) => last.1 = hi,
-                _ => out.push((lo, hi)),
+                Some(last) if last.2 == dst && last.1.checked_add(1) == Some(lo) => last.1 = hi,
+                _ => out.push((lo, hi, dst)),
             }
         }
         if hi == u32::MAX {
@@ -1632,15 +1777,22 @@ mod ring_tests {
             for src in 0..5 {
                 let r = moving_ranges(old, new, src).expect("ketama");
                 for w in r.windows(2) {
-                    assert!(w[0].1 < w[1].0, "case {n}: ranges overlap or touch: {w:?}");
+                    assert!(w[0].1 < w[1].0, "case {n}: ranges overlap: {w:?}");
                 }
                 for k in 0..20_000 {
                     let key = format!("key:{k}");
                     let h = old.key_hash(key.as_bytes());
-                    let inside = r.iter().any(|&(lo, hi)| lo <= h && h <= hi);
+                    let to = r
+                        .iter()
+                        .find(|&&(lo, hi, _)| lo <= h && h <= hi)
+                        .map(|r| r.2);
                     let o = old.locate(key.as_bytes());
-                    let moves = o == Some(src) && new.locate(key.as_bytes()) != o;
-                    assert_eq!(inside, moves, "case {n}, source {src}, {key}");
+                    let d = new.locate(key.as_bytes());
+                    let moves = o == Some(src) && d != o;
+                    assert_eq!(to.is_some(), moves, "case {n}, source {src}, {key}");
+                    if moves {
+                        assert_eq!(to, d, "case {n}, source {src}, {key}: destination");
+                    }
                     moving += usize::from(moves);
                 }
             }

@@ -228,7 +228,48 @@ pub struct MigrateJob {
     pub auth: Option<Vec<u8>>,
     /// Keys to move.
     pub keys: Vec<Vec<u8>>,
+    /// Instead of `keys`: find the keys by scanning (the `SCAN` form).
+    pub scan: Option<ScanJob>,
 }
+
+#[derive(Debug, Clone)]
+/// The `SCAN` form of SHOAL.MIGRATE: scan a slice of the keyspace from a cursor and move
+/// the keys whose ring hash is in `ranges`, up to `limit` of them.
+pub struct ScanJob {
+    /// Keyspace cursor (0: the slice's start).
+    pub cursor: u64,
+    /// First keyspace shard of the slice.
+    pub first_shard: usize,
+    /// End (exclusive) of the slice's keyspace shards.
+    pub end_shard: usize,
+    /// Most keys to move in one call.
+    pub limit: usize,
+    /// Ring hash of the keys (as the proxy places them).
+    pub hash: shoal_client::ring::HashKind,
+    /// Hash tag characters, if the pool has a hash tag.
+    pub tag: Option<[u8; 2]>,
+    /// Inclusive key-hash ranges, sorted and disjoint.
+    pub ranges: Vec<(u32, u32)>,
+}
+
+impl ScanJob {
+    /// Whether `key` is one to move.
+    #[inline]
+    pub fn wants(&self, key: &[u8]) -> bool {
+        let h = if key.is_empty() {
+            0
+        } else {
+            self.hash.hash(shoal_client::ring::hash_tag(key, self.tag))
+        };
+        let at = self.ranges.partition_point(|&(lo, _)| lo <= h);
+        at > 0 && h <= self.ranges[at - 1].1
+    }
+}
+
+/// Buckets one scanning step visits with every gate held (bounds the pause of other
+/// clients); a call visits at most [`SCAN_BUDGET`] buckets.
+const SCAN_STEP: usize = 256;
+const SCAN_BUDGET: usize = 64 * 1024;
 
 /// Keys this migration marked in flight; unmarked when dropped.
 struct Marks {
@@ -313,6 +354,64 @@ fn collect(shared: &Arc<Shared>, keys: Vec<Vec<u8>>) -> Result<(Marks, Vec<u8>),
         ));
     }
     Ok((marks, body))
+}
+
+/// Step a, `SCAN` form: like [`collect`], for the keys a scan from `job.cursor` finds,
+/// in steps of [`SCAN_STEP`] buckets (each under every gate) until `job.limit` keys are
+/// marked, the slice ends or [`SCAN_BUDGET`] buckets were visited. Returns the marks, the
+/// records, the next cursor (0: the slice is done) and how many keys were visited.
+fn collect_scan(shared: &Arc<Shared>, job: &ScanJob) -> (Marks, Vec<u8>, u64, u64) {
+    let r = &shared.reshard;
+    let mut marks = Marks {
+        shared: shared.clone(),
+        keys: Vec::new(),
+    };
+    let mut body = Vec::new();
+    let mut cursor = if job.cursor == 0 {
+        (job.first_shard as u64) << 40
+    } else {
+        job.cursor
+    };
+    let mut nb = [
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    ];
+    let (mut visited, mut buckets) = (0u64, 0usize);
+    loop {
+        let all = r.gate_all();
+        let mut set = r.inflight.write();
+        let now = now_ms();
+        cursor = shared
+            .keyspace
+            .scan_shards(cursor, job.end_shard, SCAN_STEP, now, |e| {
+                visited += 1;
+                let key = e.key();
+                if !job.wants(key) || set.contains(key) {
+                    return;
+                }
+                let payload = crate::dump::encode(e);
+                let [b1, b2, b3] = &mut nb;
+                bulk(&mut body, key);
+                bulk(&mut body, &payload);
+                bulk(&mut body, b1.format(e.expire_at().unwrap_or(0)).as_bytes());
+                bulk(&mut body, b2.format(e.flags()).as_bytes());
+                bulk(&mut body, b3.format(e.cas()).as_bytes());
+                set.insert(key.to_vec());
+                marks.keys.push(key.to_vec());
+            });
+        r.inflight_n.store(set.len(), Ordering::Release);
+        drop(set);
+        drop(all);
+        buckets += SCAN_STEP;
+        if cursor == 0
+            || marks.keys.len() >= job.limit
+            || buckets >= SCAN_BUDGET
+            || body.len() >= MAX_BATCH_BYTES / 4
+        {
+            return (marks, body, cursor, visited);
+        }
+    }
 }
 
 /// Step d: deletes the moved keys through the write path (replicas get a DEL);
@@ -482,12 +581,25 @@ pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<Vec<i64
     let internal = |_| "ERR shoal migrate: internal error".to_string();
     let keys = std::mem::take(&mut job.keys);
     let sh = shared.clone();
-    let (marks, body) = tokio::task::spawn_blocking(move || collect(&sh, keys))
-        .await
-        .map_err(internal)??;
+    let scan = job.scan.take();
+    // The SCAN form adds the next cursor and the keys visited to the reply.
+    let (marks, body, tail) = tokio::task::spawn_blocking(move || match scan {
+        None => collect(&sh, keys).map(|(m, b)| (m, b, Vec::new())),
+        Some(j) => {
+            let (m, b, next, visited) = collect_scan(&sh, &j);
+            Ok((m, b, vec![next as i64, visited as i64]))
+        }
+    })
+    .await
+    .map_err(internal)??;
     let n = marks.keys.len();
+    let reply = |n: usize, bytes: usize| {
+        let mut v = vec![n as i64, bytes as i64];
+        v.extend_from_slice(&tail);
+        v
+    };
     if n == 0 {
-        return Ok(vec![0, 0]);
+        return Ok(reply(0, 0));
     }
     let bytes = body.len() as i64;
     let header = format!("*{}\r\n$12\r\nSHOAL.IMPORT\r\n", 1 + 5 * n);
@@ -515,7 +627,7 @@ pub async fn migrate(shared: Arc<Shared>, mut job: MigrateJob) -> Result<Vec<i64
     };
     wait_replicas(&shared, offset, Instant::now() + job.timeout).await;
     drop(marks);
-    Ok(vec![n as i64, bytes])
+    Ok(reply(n, bytes as usize))
 }
 
 /// A reply line from the target.

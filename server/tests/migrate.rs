@@ -940,3 +940,103 @@ fn scan_by_hash_ranges() {
         ])
         .contains("cursor"));
 }
+
+/// The SCAN form of SHOAL.MIGRATE: each slice of the source's keyspace is walked from
+/// cursor 0 to the end; exactly the keys whose ring hash is in the ranges move (with
+/// their values), `LIMIT` bounds each call, and the reply counts what was visited.
+#[test]
+fn migrate_scan_form_moves_the_ranges() {
+    use shoal_client::ring::{hash_tag, HashKind};
+    let src = Server::start(2, None);
+    let dst = Server::start(1, None);
+    let mut s = src.client();
+    let keys: Vec<String> = (0..4000).map(|i| format!("m{{{}}}:{i}", i % 500)).collect();
+    for k in &keys {
+        s.ok(&["SET", k, &format!("v-{k}")]);
+    }
+    let ranges = [(0u32, 1_000_000_000u32), (2_000_000_000, 2_500_000_000)];
+    let h = |k: &str| HashKind::Fnv1a_64.hash(hash_tag(k.as_bytes(), Some(*b"{}")));
+    let moving: Vec<&String> = keys
+        .iter()
+        .filter(|k| ranges.iter().any(|&(lo, hi)| lo <= h(k) && h(k) <= hi))
+        .collect();
+    assert!(moving.len() > 500 && moving.len() < 3500);
+    let port = dst.port().to_string();
+    let (mut moved, mut visited, mut calls) = (0, 0, 0);
+    for slice in 0..3 {
+        let mut cursor = "0".to_string();
+        loop {
+            let sl = slice.to_string();
+            let args = [
+                "SHOAL.MIGRATE",
+                "127.0.0.1",
+                &port,
+                "5000",
+                "SCAN",
+                &cursor,
+                "LIMIT",
+                "100",
+                "SLICE",
+                &sl,
+                "3",
+                "HASH",
+                "fnv1a_64",
+                "TAG",
+                "{}",
+                "RANGES",
+                "0",
+                "1000000000",
+                "2000000000",
+                "2500000000",
+            ];
+            let Value::Array(v) = s.cmd(&args) else {
+                panic!("SHOAL.MIGRATE SCAN reply")
+            };
+            let ints: Vec<i64> = v
+                .iter()
+                .map(|x| match x {
+                    Value::Int(n) => *n,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(ints.len(), 4, "{ints:?}");
+            // LIMIT stops the walk at the end of the 256-bucket step that reached it.
+            assert!(ints[0] <= 100 + 256, "LIMIT 100 moved {}", ints[0]);
+            moved += ints[0];
+            visited += ints[3];
+            calls += 1;
+            if ints[2] == 0 {
+                break;
+            }
+            cursor = ints[2].to_string();
+            assert!(calls < 10_000);
+        }
+    }
+    assert_eq!(moved, moving.len() as i64);
+    assert!(visited >= keys.len() as i64, "visited {visited}");
+    let mut d = dst.client();
+    assert_eq!(d.int(&["DBSIZE"]), moving.len() as i64);
+    assert_eq!(s.int(&["DBSIZE"]), (keys.len() - moving.len()) as i64);
+    for k in &moving {
+        assert_eq!(d.bulk(&["GET", k]), Some(format!("v-{k}")), "{k}");
+    }
+    // Bad arguments.
+    let mut bad = |args: &[&str]| {
+        let mut a = vec!["SHOAL.MIGRATE", "127.0.0.1", port.as_str(), "5000", "SCAN"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["HASH", "fnv1a_64", "TAG", "", "RANGES", "1", "2"]);
+        s.err(&a)
+    };
+    assert!(bad(&["0", "LIMIT", "0", "SLICE", "0", "1"]).contains("LIMIT"));
+    assert!(bad(&["0", "LIMIT", "10", "SLICE", "1", "1"]).contains("SLICE"));
+    assert!(bad(&["0", "COUNT", "10", "SLICE", "0", "1"]).starts_with("ERR syntax"));
+    assert!(bad(&[
+        &(200u64 << 40).to_string(),
+        "LIMIT",
+        "10",
+        "SLICE",
+        "0",
+        "2"
+    ])
+    .contains("slice"));
+}

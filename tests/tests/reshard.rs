@@ -209,6 +209,13 @@ fn running_at_rate(port: u16, keys_per_sec: u64) {
     }
 }
 
+/// `SHOAL RESHARD RATE` before a reshard is requested: the plan takes the current rate,
+/// so the keys move throttled from the first batch (an unthrottled move of the test's
+/// few thousand keys would be over before a later RATE arrived).
+fn rate_first(port: u16, keys_per_sec: u64) {
+    reshard_ok(port, &["RATE", &keys_per_sec.to_string()]);
+}
+
 /// Fails fast when the proxy has no live resharding; the state before the first reshard.
 fn require_reshard(port: u16) {
     let st = status(port);
@@ -600,6 +607,7 @@ fn reshard_3_4_5_3_history() {
     for (op, i) in steps {
         let what = format!("{op} {}", name(i));
         eprintln!("[reshard] {} {what}", at(&load));
+        rate_first(rp, 2_500);
         if op == "ADD" {
             reshard_ok(rp, &["ADD", &add_args(servers[i].resp_port()), &name(i)]);
         } else {
@@ -644,6 +652,7 @@ fn reshard_pause_resume_cancel() {
     let load = Load::start(load_config(rp, Some(mp), "hb"));
     load.wait_for_ops(500, Duration::from_secs(15));
 
+    rate_first(rp, 150);
     reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
     // About 1,750 keys move at 150/s: well over 10 s, time to pause, resume and cancel.
     running_at_rate(rp, 150);
@@ -729,6 +738,7 @@ fn reshard_survives_proxy_kill() {
     let load = Load::start(load_config(rp, Some(mp), "hc"));
     load.wait_for_ops(500, Duration::from_secs(15));
 
+    rate_first(rp, 400);
     reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
     running_at_rate(rp, 400);
     let st = wait_status(rp, "keys moving", Duration::from_secs(30), |s| {
@@ -834,6 +844,7 @@ fn reshard_survives_source_failover() {
         .collect();
     assert!(!victim_keys.is_empty(), "no checker key on the victim");
 
+    rate_first(rp, 300);
     reshard_ok(
         rp,
         &["ADD", &add_args(shards[3].primary.resp_port()), &name(3)],
@@ -933,6 +944,7 @@ fn reshard_transactions_on_moving_keys() {
     }
     let total_moving = pre.resp.iter().filter(|k| moving(k)).count() + counters.len();
 
+    rate_first(rp, 400);
     reshard_ok(rp, &["ADD", &add_args(servers[3].resp_port()), &name(3)]);
     running_at_rate(rp, 400);
     let mut expect = vec![0i64; counters.len()];

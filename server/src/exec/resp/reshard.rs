@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{eq, parse_i64, Ctx, Req, Spec, COMMANDS};
 use super::{ADMIN, DENYOOM, EXCLUSIVE, NK, READONLY, WRAPPER, WRITE};
-use crate::reshard::{self, MigrateJob, Verdict};
+use crate::reshard::{self, MigrateJob, ScanJob, Verdict};
 
 /// This module's command table rows.
 pub(super) fn table() -> Vec<Spec> {
@@ -175,11 +175,10 @@ const MAX_RANGES: usize = 1 << 16;
 /// proxy's migrator asks each old owner for just the keys a reshard moves, instead of
 /// every key.
 pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
-    use shoal_client::ring::{hash_tag, HashKind};
     let Some(cursor) = super::keys::parse_cursor(req.arg(1)) else {
         return ctx.err("ERR invalid cursor");
     };
-    if !eq(req.arg(2), "count") || !eq(req.arg(4), "hash") || !eq(req.arg(6), "tag") {
+    if !eq(req.arg(2), "count") {
         return ctx.syntax();
     }
     let count = match parse_i64(req.arg(3)) {
@@ -187,58 +186,14 @@ pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         Some(_) => return ctx.syntax(),
         None => return ctx.not_int(),
     };
-    let Some(kind) = std::str::from_utf8(req.arg(5))
-        .ok()
-        .and_then(HashKind::from_name)
-    else {
-        return ctx.err("ERR shoal scan: unknown hash");
+    let filter = match parse_filter(req, 4) {
+        Ok(f) => f,
+        Err(e) => return ctx.err(e),
     };
-    let tag = match req.arg(7) {
-        [] => None,
-        [a, b] => Some([*a, *b]),
-        _ => return ctx.err("ERR shoal scan: a hash tag is two characters"),
-    };
-    if req.len() < 9 || !eq(req.arg(8), "ranges") || (req.len() - 9) % 2 != 0 {
-        return ctx.syntax();
-    }
-    let n = (req.len() - 9) / 2;
-    if n > MAX_RANGES {
-        return ctx.err("ERR shoal scan: too many ranges");
-    }
-    let mut ranges = Vec::with_capacity(n);
-    for i in 0..n {
-        let num = |a: &[u8]| {
-            std::str::from_utf8(a)
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-        };
-        match (num(req.arg(9 + 2 * i)), num(req.arg(10 + 2 * i))) {
-            (Some(lo), Some(hi)) if lo <= hi => ranges.push((lo, hi)),
-            _ => return ctx.err("ERR shoal scan: a range is two 32-bit numbers, low <= high"),
-        }
-    }
-    ranges.sort_unstable();
-    // Overlapping ranges merge, so the lookup below sees disjoint ones.
-    ranges.dedup_by(|next, prev| {
-        if next.0 <= prev.1.saturating_add(1) {
-            prev.1 = prev.1.max(next.1);
-            true
-        } else {
-            false
-        }
-    });
     let mut found: Vec<Vec<u8>> = Vec::new();
     let next = ctx.ks.scan(cursor, count, ctx.now, |e| {
-        let k = e.key();
-        let h = if k.is_empty() {
-            0
-        } else {
-            kind.hash(hash_tag(k, tag))
-        };
-        // The last range starting at or below h.
-        let at = ranges.partition_point(|&(lo, _)| lo <= h);
-        if at > 0 && h <= ranges[at - 1].1 {
-            found.push(k.to_vec());
+        if filter.wants(e.key()) {
+            found.push(e.key().to_vec());
         }
     });
     let mut w = ctx.w();
@@ -248,6 +203,63 @@ pub fn scan(ctx: &mut Ctx<'_>, req: &Req<'_>) {
     for k in &found {
         w.bulk(k);
     }
+}
+
+/// `HASH name TAG tag RANGES lo hi [lo hi ...]` from argument `at` to the end, as a
+/// [`ScanJob`] over the whole keyspace (the caller sets cursor, slice and limit).
+fn parse_filter(req: &Req<'_>, at: usize) -> Result<ScanJob, &'static str> {
+    use shoal_client::ring::HashKind;
+    const SYNTAX: &str = "ERR syntax error";
+    if req.len() < at + 5 || !eq(req.arg(at), "hash") || !eq(req.arg(at + 2), "tag") {
+        return Err(SYNTAX);
+    }
+    if !eq(req.arg(at + 4), "ranges") || (req.len() - at - 5) % 2 != 0 {
+        return Err(SYNTAX);
+    }
+    let hash = std::str::from_utf8(req.arg(at + 1))
+        .ok()
+        .and_then(HashKind::from_name)
+        .ok_or("ERR shoal scan: unknown hash")?;
+    let tag = match req.arg(at + 3) {
+        [] => None,
+        [a, b] => Some([*a, *b]),
+        _ => return Err("ERR shoal scan: a hash tag is two characters"),
+    };
+    let n = (req.len() - at - 5) / 2;
+    if n > MAX_RANGES {
+        return Err("ERR shoal scan: too many ranges");
+    }
+    let num = |a: &[u8]| {
+        std::str::from_utf8(a)
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+    };
+    let mut ranges = Vec::with_capacity(n);
+    for i in 0..n {
+        match (num(req.arg(at + 5 + 2 * i)), num(req.arg(at + 6 + 2 * i))) {
+            (Some(lo), Some(hi)) if lo <= hi => ranges.push((lo, hi)),
+            _ => return Err("ERR shoal scan: a range is two 32-bit numbers, low <= high"),
+        }
+    }
+    ranges.sort_unstable();
+    // Overlapping ranges merge, so a lookup sees disjoint ones.
+    ranges.dedup_by(|next, prev| {
+        if next.0 <= prev.1.saturating_add(1) {
+            prev.1 = prev.1.max(next.1);
+            true
+        } else {
+            false
+        }
+    });
+    Ok(ScanJob {
+        cursor: 0,
+        first_shard: 0,
+        end_shard: usize::MAX,
+        limit: usize::MAX,
+        hash,
+        tag,
+        ranges,
+    })
 }
 
 /// SHOAL.MIGRATE host port timeout-ms [AUTH password] KEYS key [key ...]:
@@ -285,10 +297,19 @@ pub fn migrate(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         auth = Some(req.arg(i + 1).to_vec());
         i += 2;
     }
-    if i + 1 >= req.len() || !eq(req.arg(i), "keys") {
+    // SCAN cursor LIMIT n SLICE i m HASH name TAG tag RANGES lo hi [lo hi ...]
+    let scan = if i < req.len() && eq(req.arg(i), "scan") {
+        match parse_scan_form(ctx.ks.shard_count(), req, i + 1) {
+            Ok(job) => Some(job),
+            Err(e) => return ctx.err(e),
+        }
+    } else {
+        None
+    };
+    if scan.is_none() && (i + 1 >= req.len() || !eq(req.arg(i), "keys")) {
         return ctx.syntax();
     }
-    if req.len() - (i + 1) > reshard::MAX_KEYS {
+    if scan.is_none() && req.len() - (i + 1) > reshard::MAX_KEYS {
         let msg = format!(
             "ERR shoal migrate: at most {} keys per call",
             reshard::MAX_KEYS
@@ -309,13 +330,48 @@ pub fn migrate(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         port,
         timeout,
         auth,
-        keys: req.rest(i + 1).map(<[u8]>::to_vec).collect(),
+        keys: if scan.is_some() {
+            Vec::new()
+        } else {
+            req.rest(i + 1).map(<[u8]>::to_vec).collect()
+        },
+        scan,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {
         let _ = tx.send(reshard::migrate(sh, job).await);
     });
     ctx.conn.pending = Some(rx);
+}
+
+/// The `SCAN` form's arguments from `at` (`cursor LIMIT n SLICE i m HASH ...`) over a
+/// keyspace of `shards` shards.
+fn parse_scan_form(shards: usize, req: &Req<'_>, at: usize) -> Result<ScanJob, &'static str> {
+    const SYNTAX: &str = "ERR syntax error";
+    if req.len() < at + 6 || !eq(req.arg(at + 1), "limit") || !eq(req.arg(at + 3), "slice") {
+        return Err(SYNTAX);
+    }
+    let cursor = super::keys::parse_cursor(req.arg(at)).ok_or("ERR invalid cursor")?;
+    let int = |a: &[u8]| parse_i64(a).ok_or("ERR value is not an integer or out of range");
+    let limit = int(req.arg(at + 2))?;
+    let (i, m) = (int(req.arg(at + 4))?, int(req.arg(at + 5))?);
+    if !(1..=reshard::MAX_KEYS as i64).contains(&limit) {
+        return Err("ERR shoal migrate: LIMIT must be 1..10000");
+    }
+    if m < 1 || i < 0 || i >= m {
+        return Err("ERR shoal migrate: SLICE i m needs 0 <= i < m");
+    }
+    let mut job = parse_filter(req, at + 6)?;
+    let (i, m) = (i as usize, m as usize);
+    job.first_shard = i * shards / m;
+    job.end_shard = (i + 1) * shards / m;
+    job.limit = limit as usize;
+    job.cursor = cursor;
+    let shard = (cursor >> 40 & 0xff) as usize;
+    if cursor != 0 && !(job.first_shard..job.end_shard).contains(&shard) {
+        return Err("ERR shoal migrate: the cursor is outside the slice");
+    }
+    Ok(job)
 }
 
 /// Whether `host:port` is one of this server's own listeners (moving keys to
