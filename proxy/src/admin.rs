@@ -162,7 +162,10 @@ pub fn mc_shoal_command(worker: &Worker, pool_idx: usize, line: &[u8], local: &m
         }
         Ok(None) => local.put_slice(b"OK\r\n"),
         Err(e) => {
-            let e = e.strip_prefix("ERR ").unwrap_or(&e).replace(['\r', '\n'], " ");
+            let e = e
+                .strip_prefix("ERR ")
+                .unwrap_or(&e)
+                .replace(['\r', '\n'], " ");
             local.put_slice(b"SERVER_ERROR ");
             local.put_slice(e.as_bytes());
             local.put_slice(b"\r\n");

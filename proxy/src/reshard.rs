@@ -1167,10 +1167,9 @@ impl Driver {
                         throttle_bytes(b.max(0) as u64).await;
                         return Ok(());
                     }
-                    Err(e) => self.control.set_error(format!(
-                        "{src_addr} -> {}: {e}",
-                        pool.servers[dst].primary
-                    )),
+                    Err(e) => self
+                        .control
+                        .set_error(format!("{src_addr} -> {}: {e}", pool.servers[dst].primary)),
                 }
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;

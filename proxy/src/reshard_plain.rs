@@ -161,7 +161,12 @@ fn migrate_request(pool: &PoolView, dst: usize, keys: &[&[u8]], out: &mut BytesM
     let (host, port) = split_addr(&pool.servers[dst].primary);
     let port = port.to_string();
     let db = pool.cfg.redis_db.to_string();
-    let timeout = pool.cfg.timeout_ms.unwrap_or(1000).clamp(100, 5000).to_string();
+    let timeout = pool
+        .cfg
+        .timeout_ms
+        .unwrap_or(1000)
+        .clamp(100, 5000)
+        .to_string();
     let mut v: Vec<&[u8]> = vec![
         b"MIGRATE",
         host.as_bytes(),
@@ -546,7 +551,9 @@ impl Conns {
     async fn take(&self, addr: &str, cfg: &PoolConfig) -> anyhow::Result<Rpc> {
         let cached = {
             let mut v = self.0.borrow_mut();
-            v.iter().position(|c| c.addr == addr).map(|i| v.swap_remove(i))
+            v.iter()
+                .position(|c| c.addr == addr)
+                .map(|i| v.swap_remove(i))
         };
         match cached {
             Some(c) => Ok(c),
@@ -1092,7 +1099,9 @@ mod tests {
     #[test]
     fn metadump_lines() {
         assert_eq!(
-            metadump_key(b"key=foo%2520bar exp=1795318349 la=1795318249 cas=1 fetch=no cls=1 size=75"),
+            metadump_key(
+                b"key=foo%2520bar exp=1795318349 la=1795318249 cas=1 fetch=no cls=1 size=75"
+            ),
             Some(b"foo%20bar".to_vec())
         );
         assert_eq!(
@@ -1100,7 +1109,10 @@ mod tests {
             Some("ké/x".as_bytes().to_vec())
         );
         assert_eq!(metadump_key(b"key=plain"), Some(b"plain".to_vec()));
-        assert_eq!(metadump_key(b"BUSY currently processing crawler request"), None);
+        assert_eq!(
+            metadump_key(b"BUSY currently processing crawler request"),
+            None
+        );
         assert_eq!(metadump_key(b"key=bad%4"), None);
         assert_eq!(metadump_key(b"key=bad%zz x"), None);
         assert_eq!(url_decode(b"%41%62c%7e"), Some(b"Abc~".to_vec()));
@@ -1135,10 +1147,25 @@ mod tests {
         let mut out = BytesMut::new();
         assert!(mc_copy_request(b"k", false, &f, true, &mut out));
         assert_eq!(&out[..], b"ms k 2 F7 T0 ME c\r\nhi\r\n");
-        assert!(mc_copy_request(b"aw==", true, &Fetched { ttl: 90, ..f }, false, &mut out));
+        assert!(mc_copy_request(
+            b"aw==",
+            true,
+            &Fetched { ttl: 90, ..f },
+            false,
+            &mut out
+        ));
         assert_eq!(&out[..], b"ms aw== 2 F7 T90 ME b\r\nhi\r\n");
-        assert!(!mc_copy_request(b"k", false, &Fetched { ttl: 0, ..f }, false, &mut out));
-        assert_eq!(exptime_for(RELATIVE_MAX + 5, 1000), Some(1000 + RELATIVE_MAX + 5));
+        assert!(!mc_copy_request(
+            b"k",
+            false,
+            &Fetched { ttl: 0, ..f },
+            false,
+            &mut out
+        ));
+        assert_eq!(
+            exptime_for(RELATIVE_MAX + 5, 1000),
+            Some(1000 + RELATIVE_MAX + 5)
+        );
         assert_eq!(exptime_for(-1, 1000), Some(0));
         assert_eq!(exptime_for(-2, 1000), None);
         mc_delete_request(b"k", false, 42, &mut out);
@@ -1152,16 +1179,31 @@ mod tests {
         assert_eq!(first(b"get k\r\n", &mut out), (AskKind::McRead, true));
         assert_eq!(&out[..], b"get k\r\n");
         assert_eq!(first(b"mg k v t\r\n", &mut out), (AskKind::McRead, true));
-        assert_eq!(first(b"set k 0 0 1\r\nx\r\n", &mut out), (AskKind::McWrite, true));
+        assert_eq!(
+            first(b"set k 0 0 1\r\nx\r\n", &mut out),
+            (AskKind::McWrite, true)
+        );
         assert_eq!(first(b"incr k 1\r\n", &mut out), (AskKind::McWrite, true));
-        assert_eq!(first(b"ms k 1 MA\r\nx\r\n", &mut out), (AskKind::McWrite, true));
+        assert_eq!(
+            first(b"ms k 1 MA\r\nx\r\n", &mut out),
+            (AskKind::McWrite, true)
+        );
         assert_eq!(first(b"delete k\r\n", &mut out), (AskKind::McDelete, true));
         assert_eq!(first(b"md k\r\n", &mut out), (AskKind::McDelete, true));
-        assert_eq!(first(b"add k 0 0 1\r\nx\r\n", &mut out), (AskKind::McFetch, false));
+        assert_eq!(
+            first(b"add k 0 0 1\r\nx\r\n", &mut out),
+            (AskKind::McFetch, false)
+        );
         assert_eq!(&out[..], b"mg k v f t c\r\n");
-        assert_eq!(first(b"ms aw== 1 ME b\r\nx\r\n", &mut out), (AskKind::McFetch, false));
+        assert_eq!(
+            first(b"ms aw== 1 ME b\r\nx\r\n", &mut out),
+            (AskKind::McFetch, false)
+        );
         assert_eq!(&out[..], b"mg aw== v f t c b\r\n");
-        assert_eq!(first(b"mg k v N30\r\n", &mut out), (AskKind::McFetch, false));
+        assert_eq!(
+            first(b"mg k v N30\r\n", &mut out),
+            (AskKind::McFetch, false)
+        );
     }
 
     #[test]
@@ -1200,12 +1242,23 @@ mod tests {
         assert_eq!(args, vec![&b"SET"[..], b"k", b"v"]);
         assert_eq!(request_keys(&args), vec![&b"k"[..]]);
         assert!(script_safe(&args, false));
-        assert!(!script_safe(&args, true), "RESP3 replies need the real command");
+        assert!(
+            !script_safe(&args, true),
+            "RESP3 replies need the real command"
+        );
         let mut out = BytesMut::new();
         script_request(&args, &request_keys(&args), false, &mut out);
         let mut want = BytesMut::new();
         encode_command(
-            &[b"EVALSHA", ASK_SHA.as_bytes(), b"1", b"k", b"SET", b"k", b"v"],
+            &[
+                b"EVALSHA",
+                ASK_SHA.as_bytes(),
+                b"1",
+                b"k",
+                b"SET",
+                b"k",
+                b"v",
+            ],
             &mut want,
         );
         assert_eq!(out, want);
@@ -1222,7 +1275,13 @@ mod tests {
 
     /// SHA-1 (FIPS 180-4), to check [`ASK_SHA`] against [`ASK_SCRIPT`].
     fn sha1_hex(msg: &[u8]) -> String {
-        let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+        let mut h: [u32; 5] = [
+            0x6745_2301,
+            0xEFCD_AB89,
+            0x98BA_DCFE,
+            0x1032_5476,
+            0xC3D2_E1F0,
+        ];
         let mut m = msg.to_vec();
         m.push(0x80);
         while m.len() % 64 != 56 {
