@@ -54,12 +54,18 @@ pub enum AskKind {
     Migrate,
     /// memcached: a read on the new owner, then on the old one after a miss.
     McRead,
+    /// memcached: a read on the old owner after a miss on the new one (after a miss here
+    /// too, the new owner is read again).
+    McReadOld,
     /// memcached: a write on the new owner; after a miss, the item is copied first.
     McWrite,
     /// memcached: the item fetched from the old owner, copied before the write.
     McFetch,
     /// memcached: a delete on the new owner, then on the old one.
     McDelete,
+    /// memcached: the delete on the old owner (then the new owner's is repeated);
+    /// `deleted_new`: the first leg deleted the item.
+    McDeleteOld { deleted_new: bool },
     /// memcached: an on-demand copy was sent; once it is stored, `delete` retires the old
     /// item.
     McCleanup { delete: Bytes },

@@ -457,17 +457,43 @@ pub fn step(
             Step::Again { pause: true }
         }
         AskKind::McRead => {
+            if !read_missed(r) {
+                return Step::Done;
+            }
+            // Not copied yet, or copied and retired since the first read: ask the old
+            // owner, then the new one again (McReadOld).
+            a.slot = send(a, false, &a.plain);
+            set_slot(a.out, a.part, a.slot);
+            a.kind = AskKind::McReadOld;
+            Step::Again { pause: false }
+        }
+        AskKind::McReadOld => {
+            // A miss on both: the migrator may have copied the item to the new owner
+            // after the first read and deleted it here before this one (it copies
+            // before it deletes), so the new owner has the last word.
             if read_missed(r) {
-                let slot = send(a, false, &a.plain);
+                let slot = send(a, true, &a.plain);
                 set_slot(a.out, a.part, slot);
             }
             Step::Done
         }
         AskKind::McDelete => {
             // The item may be on either owner: delete it on the old one too. The client
-            // hears DELETED if either had it.
-            let slot = send(a, false, &a.plain);
-            if !deleted(r) {
+            // hears DELETED if any leg deleted it.
+            let deleted_new = deleted(r);
+            a.slot = send(a, false, &a.plain);
+            if !deleted_new {
+                set_slot(a.out, a.part, a.slot);
+            }
+            a.kind = AskKind::McDeleteOld { deleted_new };
+            Step::Again { pause: false }
+        }
+        AskKind::McDeleteOld { deleted_new } => {
+            // The migrator may have copied the item to the new owner since the first leg
+            // (from the old owner, before this leg): delete it there again.
+            let deleted_any = *deleted_new || deleted(r);
+            let slot = send(a, true, &a.plain);
+            if !deleted_any {
                 set_slot(a.out, a.part, slot);
             }
             Step::Done
@@ -1271,6 +1297,162 @@ mod tests {
         encode_command(&[b"blpop", b"a", b"0"], &mut blpop);
         assert!(!script_safe(&multibulk(&blpop).unwrap(), false));
         assert!(multibulk(b"*2\r\n$3\r\nGET\r\n").is_none());
+    }
+
+    /// Runs [`step`] over scripted replies: returns every request sent as (to the new
+    /// owner, bytes), and the slot the client's output points at in the end.
+    fn drive(kind: AskKind, plain: &[u8], replies: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, u32) {
+        let cfg = crate::config::ProxyConfig::parse(
+            "p:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:7001:1 a\n   - 127.0.0.1:7002:1 b\n",
+            "test.yml",
+        )
+        .expect("config");
+        let pool = PoolView::from_config(std::sync::Arc::new(cfg.pools[0].clone()));
+        let mut a = Ask {
+            out: 0,
+            part: usize::MAX,
+            src: 0,
+            dst: 1,
+            plain: Bytes::copy_from_slice(plain),
+            slot: 0,
+            kind,
+        };
+        let mut sent = Vec::new();
+        let mut out_slot = 0;
+        let mut scratch = BytesMut::new();
+        for r in replies {
+            let reply = Bytes::copy_from_slice(r);
+            let mut send = |_: &Ask, to_new: bool, b: &[u8]| {
+                sent.push((to_new, b.to_vec()));
+                sent.len() as u32
+            };
+            let mut set_slot = |_: usize, _: usize, s: u32| out_slot = s;
+            let st = step(
+                &mut a,
+                Some(&reply),
+                &pool,
+                true,
+                &mut send,
+                &mut set_slot,
+                &mut scratch,
+            );
+            if matches!(st, Step::Done) {
+                break;
+            }
+        }
+        (sent, out_slot)
+    }
+
+    #[test]
+    fn memcache_reads_try_new_old_new() {
+        let (sent, out) = drive(AskKind::McRead, b"get k\r\n", &[b"END\r\n", b"END\r\n"]);
+        assert_eq!(
+            sent,
+            vec![
+                (false, b"get k\r\n".to_vec()),
+                (true, b"get k\r\n".to_vec())
+            ]
+        );
+        assert_eq!(out, 2, "the last read answers");
+        let (sent, out) = drive(
+            AskKind::McRead,
+            b"mg k v\r\n",
+            &[b"EN\r\n", b"VA 1\r\nx\r\n"],
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(out, 1, "the old owner's hit answers");
+        let (sent, _) = drive(
+            AskKind::McRead,
+            b"get k\r\n",
+            &[b"VALUE k 0 1\r\nx\r\nEND\r\n"],
+        );
+        assert!(sent.is_empty(), "a hit on the new owner is final");
+    }
+
+    #[test]
+    fn memcache_deletes_hit_every_leg() {
+        let plain = b"delete k\r\n";
+        let (sent, out) = drive(
+            AskKind::McDelete,
+            plain,
+            &[b"NOT_FOUND\r\n", b"DELETED\r\n"],
+        );
+        assert_eq!(sent, vec![(false, plain.to_vec()), (true, plain.to_vec())]);
+        assert_eq!(out, 1, "DELETED from the old owner");
+        let (sent, out) = drive(
+            AskKind::McDelete,
+            plain,
+            &[b"DELETED\r\n", b"NOT_FOUND\r\n"],
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(out, 0, "the first leg's DELETED stays");
+        let (_, out) = drive(
+            AskKind::McDelete,
+            plain,
+            &[b"NOT_FOUND\r\n", b"NOT_FOUND\r\n"],
+        );
+        assert_eq!(out, 2, "the repeated leg answers");
+    }
+
+    #[test]
+    fn memcache_writes_copy_on_a_miss() {
+        let plain = b"incr k 1\r\n";
+        let (sent, out) = drive(
+            AskKind::McWrite,
+            plain,
+            &[b"NOT_FOUND\r\n", b"VA 2 f3 t-1 c9\r\n41\r\n", b"HD\r\n"],
+        );
+        assert_eq!(
+            sent,
+            vec![
+                (false, b"mg k v f t c\r\n".to_vec()),
+                (true, b"ms k 2 F3 T0 ME\r\n41\r\n".to_vec()),
+                (true, plain.to_vec()),
+                (false, b"md k C9\r\n".to_vec()),
+            ]
+        );
+        assert_eq!(out, 3, "the write answers");
+        // Another copy got there first: the old item is left to the migrator.
+        let (sent, _) = drive(
+            AskKind::McWrite,
+            plain,
+            &[b"NOT_FOUND\r\n", b"VA 2 f3 t-1 c9\r\n41\r\n", b"NS\r\n"],
+        );
+        assert_eq!(sent.len(), 3);
+        // Nothing on the old owner either: the write goes to the new one again.
+        let (sent, out) = drive(AskKind::McWrite, plain, &[b"NOT_FOUND\r\n", b"EN\r\n"]);
+        assert_eq!(sent.last(), Some(&(true, plain.to_vec())));
+        assert_eq!(out, 2);
+        let (sent, _) = drive(AskKind::McWrite, b"set k 0 0 1\r\nx\r\n", &[b"STORED\r\n"]);
+        assert!(sent.is_empty());
+    }
+
+    #[test]
+    fn redis_script_verdicts() {
+        let mut plain = BytesMut::new();
+        encode_command(&[b"GET", b"k"], &mut plain);
+        let (sent, out) = drive(AskKind::Script, &plain, &[b"-SHOALMOVED\r\n"]);
+        assert_eq!(sent, vec![(true, plain.to_vec())]);
+        assert_eq!(out, 1);
+        let (sent, _) = drive(AskKind::Script, &plain, &[b"$1\r\nv\r\n"]);
+        assert!(sent.is_empty(), "the script's reply is final");
+        // NOSCRIPT: EVAL loads it; a split or a command scripts refuse: MIGRATE first.
+        let (sent, _) = drive(
+            AskKind::Script,
+            &plain,
+            &[b"-NOSCRIPT No matching script\r\n"],
+        );
+        assert!(sent[0].1.starts_with(b"*6\r\n$4\r\nEVAL\r\n"));
+        for r in [
+            &b"-TRYAGAIN shoal-proxy: keys are split\r\n"[..],
+            b"-ERR Wrong number of args calling Redis command from script\r\n",
+        ] {
+            let (sent, out) = drive(AskKind::Script, &plain, &[r, b"+NOKEY\r\n"]);
+            assert_eq!(sent.len(), 2);
+            assert!(!sent[0].0 && sent[0].1.starts_with(b"*9\r\n$7\r\nMIGRATE\r\n"));
+            assert_eq!(sent[1], (true, plain.to_vec()));
+            assert_eq!(out, 2);
+        }
     }
 
     /// SHA-1 (FIPS 180-4), to check [`ASK_SHA`] against [`ASK_SCRIPT`].
