@@ -546,6 +546,18 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
             pools.push(old.clone());
             continue;
         }
+        // A plain pool whose ring stays the same (replicas edited, say) applies at once.
+        let ring = |v: &[crate::config::ServerConfig]| -> Vec<(String, String, u16, u32)> {
+            v.iter()
+                .map(|s| (s.effective_name(), s.host.clone(), s.port, s.weight))
+                .collect()
+        };
+        if n.backend != BackendKind::Shoal && ring(&n.servers) == ring(&old.cfg.servers) {
+            info!("pool {}: configuration changed", n.name);
+            let fresh = PoolView::from_config(Arc::new(n));
+            pools.push(Arc::new(carry_runtime_state(old, fresh)));
+            continue;
+        }
         if before != n.servers {
             let mut names: Vec<String> = before.iter().map(|s| s.effective_name()).collect();
             names.sort();

@@ -969,7 +969,7 @@ async fn mc_move(s: &mut Rpc, d: &mut Rpc, keys: &[Vec<u8>]) -> anyhow::Result<(
         })
         .collect();
     let got = s.mc_round(&reqs).await?;
-    // (index, source CAS, value length, store request)
+    // (index, source CAS, value length); their store requests
     let mut copies: Vec<(usize, u64, usize)> = Vec::new();
     let mut stores = Vec::new();
     let mut expiring = Vec::new();
@@ -990,26 +990,52 @@ async fn mc_move(s: &mut Rpc, d: &mut Rpc, keys: &[Vec<u8>]) -> anyhow::Result<(
         return Ok((0, 0));
     }
     let stored = d.mc_round(&stores).await?;
-    let new_cas: Vec<Option<u64>> = stored.iter().map(|r| stored_cas(r)).collect();
+    // Retire the source items that were copied (HD) or that the new owner has a newer
+    // version of (NS), and the expiring ones. A refused copy (an error: the item is too
+    // large for the destination, say) keeps its source item.
     let mut deletes = Vec::new();
-    for &(i, cas, _) in &copies {
+    let mut of_copy = Vec::new();
+    let mut refused = 0;
+    for (j, &(i, cas, _)) in copies.iter().enumerate() {
+        if !(code(&stored[j], b"HD") || code(&stored[j], b"NS")) {
+            refused += 1;
+            continue;
+        }
         let mut r = BytesMut::new();
         mc_delete_request(&toks[i].0, toks[i].1, cas, &mut r);
         deletes.push(r);
+        of_copy.push(Some(j));
+    }
+    if refused > 0 {
+        warn!(
+            "reshard: {} refused {refused} copies from {} (first reply: {}); those items stay there",
+            d.addr,
+            s.addr,
+            String::from_utf8_lossy(
+                stored
+                    .iter()
+                    .find(|r| !code(r, b"HD") && !code(r, b"NS"))
+                    .map_or(&b""[..], |r| r.as_ref())
+            )
+            .trim_end()
+        );
     }
     for &(i, cas) in &expiring {
         let mut r = BytesMut::new();
         mc_delete_request(&toks[i].0, toks[i].1, cas, &mut r);
         deletes.push(r);
+        of_copy.push(None);
     }
     let del = s.mc_round(&deletes).await?;
     let mut undo = Vec::new();
     let (mut moved, mut bytes) = (0i64, 0i64);
-    for (j, &(i, _, len)) in copies.iter().enumerate() {
-        let Some(nc) = new_cas[j] else {
+    for (x, j) in of_copy.iter().enumerate() {
+        let Some(j) = *j else { continue };
+        let (i, _, len) = copies[j];
+        let Some(nc) = stored_cas(&stored[j]) else {
             continue; // NS: the new owner has a newer item; the old one is retired above
         };
-        if code(&del[j], b"HD") {
+        if code(&del[x], b"HD") {
             moved += 1;
             bytes += len as i64;
         } else {
