@@ -974,8 +974,8 @@ fn reshard_plain_redis_3_4_3_history() {
         } else {
             reshard_ok(rp, &["REMOVE", &name(i)]);
         }
-        // Throttled so that keys move for a second or two while the clients run.
-        running_at_rate(rp, 1_500);
+        // Throttled so that keys move for two or three seconds while the clients run.
+        running_at_rate(rp, 700);
         let st = wait_done(rp, &what, Duration::from_secs(30));
         assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
         load.wait_for_ops(200, Duration::from_secs(15));
@@ -1292,7 +1292,7 @@ fn reshard_plain_memcached_3_4() {
     mc_wait_status(mp, "the reshard to run", Duration::from_secs(15), |s| {
         matches!(state(s), "running" | "done")
     });
-    mc_admin_ok(mp, "rate 500");
+    mc_admin_ok(mp, "rate 250");
     let t_move = Instant::now();
 
     let stop = Arc::new(AtomicBool::new(false));
