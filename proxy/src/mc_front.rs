@@ -291,7 +291,7 @@ fn route(
                 crate::reshard::plain::mc_first(bytes, &mut w)
             } else {
                 crate::ask::wrap_memcache(bytes, &mut w);
-                (AskKind::Shoal, false)
+                (Some(AskKind::Shoal), false)
             };
             let conn = worker.conn(
                 pool_idx,
@@ -300,15 +300,17 @@ fn route(
                 Wire::Memcache,
             );
             conn.enqueue(&w, batch, slot);
-            asks.borrow_mut().push(Ask {
-                out: out_idx,
-                part: usize::MAX,
-                src: idx,
-                dst,
-                plain: Bytes::copy_from_slice(bytes),
-                slot,
-                kind,
-            });
+            if let Some(kind) = kind {
+                asks.borrow_mut().push(Ask {
+                    out: out_idx,
+                    part: usize::MAX,
+                    src: idx,
+                    dst,
+                    plain: Bytes::copy_from_slice(bytes),
+                    slot,
+                    kind,
+                });
+            }
             return slot;
         }
         let addr = pick_addr(&worker.shared, pool, idx, write, u64::MAX);

@@ -232,15 +232,29 @@ fn meta_flag(req: &[u8], flag: u8) -> Option<u8> {
         .map(|t| t.get(1).copied().unwrap_or(0))
 }
 
-/// How a memcache request on a key moving to its new owner is sent (see the module docs);
-/// `out` gets the first request and the bool says whether it goes to the new owner (else
-/// to the old one).
-pub fn mc_first(req: &[u8], out: &mut BytesMut) -> (AskKind, bool) {
+/// How a memcache request on a key moving to its new owner is sent (see the module docs):
+/// `out` gets the first request, the bool says whether it goes to the new owner (else to
+/// the old one), and the kind how its reply is resolved (None: it is final, for a write
+/// that replaces the item: `set`, `ms` in set mode without a CAS).
+pub fn mc_first(req: &[u8], out: &mut BytesMut) -> (Option<AskKind>, bool) {
     out.clear();
     let Some((verb, key, b64)) = mc_parts(req) else {
         out.put_slice(req);
-        return (AskKind::McWrite, true);
+        return (Some(AskKind::McWrite), true);
     };
+    let replaces = match verb {
+        b"set" => true,
+        b"ms" => {
+            matches!(meta_flag(req, b'M'), None | Some(b'S' | b's'))
+                && meta_flag(req, b'C').is_none()
+        }
+        _ => false,
+    };
+    if replaces {
+        // The new owner keeps it: the migrator's add-only copy never overwrites it.
+        out.put_slice(req);
+        return (None, true);
+    }
     let kind = match verb {
         b"get" | b"gets" | b"gat" | b"gats" | b"me" => AskKind::McRead,
         // `mg … N` creates the item on a miss: the current one must be there first.
@@ -254,10 +268,10 @@ pub fn mc_first(req: &[u8], out: &mut BytesMut) -> (AskKind, bool) {
     };
     if kind == AskKind::McFetch {
         mc_fetch_request(key, b64, out);
-        return (kind, false);
+        return (Some(kind), false);
     }
     out.put_slice(req);
-    (kind, true)
+    (Some(kind), true)
 }
 
 /// `mg <key> v f t c` (value, client flags, remaining TTL, CAS id).
@@ -590,6 +604,13 @@ impl Conns {
     fn put(&self, c: Rpc) {
         self.0.borrow_mut().push(c);
     }
+
+    /// Drops the connections to servers `pool` no longer has.
+    fn retain(&self, pool: &PoolView) {
+        self.0
+            .borrow_mut()
+            .retain(|c| pool.servers.iter().any(|s| s.primary == c.addr));
+    }
 }
 
 /// A control-thread connection to a server of pool `cfg`: RESP with `AUTH` for Shoal, plus
@@ -812,6 +833,7 @@ pub(super) async fn migrate(
 ) -> anyhow::Result<(i64, i64)> {
     let src_addr = &pool.servers[src].primary;
     if pool.cfg.backend == BackendKind::Memcached {
+        conns.retain(pool);
         let mut s = conns.take(src_addr, &pool.cfg).await?;
         let mut d = conns.take(&pool.servers[dst].primary, &pool.cfg).await?;
         let mut total = (0, 0);
@@ -1227,12 +1249,24 @@ mod tests {
     #[test]
     fn memcache_first_legs() {
         let mut out = BytesMut::new();
-        let first = |req: &[u8], out: &mut BytesMut| mc_first(req, out);
+        let first = |req: &[u8], out: &mut BytesMut| match mc_first(req, out) {
+            (Some(kind), to_new) => (kind, to_new),
+            (None, to_new) => panic!("{req:?} needs no resolving (to new: {to_new})"),
+        };
         assert_eq!(first(b"get k\r\n", &mut out), (AskKind::McRead, true));
         assert_eq!(&out[..], b"get k\r\n");
         assert_eq!(first(b"mg k v t\r\n", &mut out), (AskKind::McRead, true));
+        // Writes that replace the item go to the new owner, final.
+        for req in [
+            &b"set k 0 0 1\r\nx\r\n"[..],
+            b"ms k 1\r\nx\r\n",
+            b"ms k 1 MS T9\r\nx\r\n",
+        ] {
+            assert_eq!(mc_first(req, &mut out), (None, true));
+            assert_eq!(&out[..], req);
+        }
         assert_eq!(
-            first(b"set k 0 0 1\r\nx\r\n", &mut out),
+            first(b"ms k 1 C5\r\nx\r\n", &mut out),
             (AskKind::McWrite, true)
         );
         assert_eq!(first(b"incr k 1\r\n", &mut out), (AskKind::McWrite, true));
