@@ -141,6 +141,38 @@ pub fn shoal_command(
     }
 }
 
+/// `shoal <subcommand>` on a memcache listener (a pool without RESP has no `SHOAL`):
+/// `shoal reshard …` as [`reshard`]; STATUS answers `STAT <field> <value>` lines and
+/// `END`, the others `OK` or `SERVER_ERROR <why>`.
+pub fn mc_shoal_command(worker: &Worker, pool_idx: usize, line: &[u8], local: &mut BytesMut) {
+    let text = String::from_utf8_lossy(line);
+    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    if words.first().map(|w| w.to_ascii_lowercase()).as_deref() != Some("reshard") {
+        local.put_slice(b"CLIENT_ERROR unknown shoal subcommand (try shoal reshard status)\r\n");
+        return;
+    }
+    match reshard(worker, pool_idx, &words[1..]) {
+        Ok(Some(status)) => {
+            for l in status.lines() {
+                if let Some((k, v)) = l.split_once(':') {
+                    local.put_slice(format!("STAT {k} {}\r\n", v.trim()).as_bytes());
+                }
+            }
+            local.put_slice(b"END\r\n");
+        }
+        Ok(None) => local.put_slice(b"OK\r\n"),
+        Err(e) => {
+            let e = e
+                .strip_prefix("ERR ")
+                .unwrap_or(&e)
+                .replace(['\r', '\n'], " ");
+            local.put_slice(b"SERVER_ERROR ");
+            local.put_slice(e.as_bytes());
+            local.put_slice(b"\r\n");
+        }
+    }
+}
+
 const RESHARD_USAGE: &str = "ERR usage: SHOAL RESHARD ADD host:port[:weight] [name] | REMOVE name | WEIGHT name weight | STATUS | PAUSE | RESUME | CANCEL | RATE keys-per-sec [bytes-per-sec]";
 
 /// `SHOAL RESHARD …` on the pool this client is connected to: Ok(Some(text)) for STATUS,

@@ -7,12 +7,17 @@
 //! migrating batch. After the client's batch comes back, [`resolve`] sends the plain
 //! request to the new owner for every `SHOALMOVED` and asks again after a short pause for
 //! every `TRYAGAIN`, until each has a final reply. Clients never see either answer.
+//!
+//! Pools of plain redis-server or memcached servers have no `SHOAL.ASK`: their asks are
+//! sent and resolved by [`crate::reshard::plain`] (an ask script or an on-demand `MIGRATE`
+//! on redis; reads that try the new owner first on memcached), told apart by [`AskKind`].
 
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::backend::{Batch, Reply};
+use crate::topology::PoolView;
 
 /// Pause before asking again about a key inside a migrating batch.
 const RETRY_PAUSE: Duration = Duration::from_millis(1);
@@ -32,6 +37,46 @@ pub struct Ask {
     pub plain: Bytes,
     /// The slot its reply is in now.
     pub slot: u32,
+    /// How its replies are read.
+    pub kind: AskKind,
+}
+
+/// How an ask was sent and how its replies are read (see [`crate::reshard::plain`] for
+/// every kind but `Shoal`). `src` is the old owner and `dst` the new one for every kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AskKind {
+    /// `SHOAL.ASK` / `shoal.ask ` on the old owner (`backend: shoal`).
+    Shoal,
+    /// redis: the ask script on the old owner.
+    Script,
+    /// redis: `MIGRATE` of the request's keys on the old owner, then the request on the
+    /// new one.
+    Migrate,
+    /// memcached: a read on the new owner, then on the old one after a miss.
+    McRead,
+    /// memcached: a read on the old owner after a miss on the new one (after a miss here
+    /// too, the new owner is read again).
+    McReadOld,
+    /// memcached: a write on the new owner; after a miss, the item is copied first.
+    McWrite,
+    /// memcached: the item fetched from the old owner, copied before the write.
+    McFetch,
+    /// memcached: a delete on the new owner, then on the old one.
+    McDelete,
+    /// memcached: the delete on the old owner (then the new owner's is repeated);
+    /// `deleted_new`: the first leg deleted the item.
+    McDeleteOld { deleted_new: bool },
+    /// memcached: an on-demand copy was sent; once it is stored, `delete` retires the old
+    /// item.
+    McCleanup { delete: Bytes },
+}
+
+impl AskKind {
+    /// A memcache write that may copy its item first: later requests of the client's
+    /// batch wait for it, so they see its effect.
+    pub fn ends_batch(&self) -> bool {
+        matches!(self, AskKind::McWrite | AskKind::McFetch)
+    }
 }
 
 /// What the old owner said.
@@ -91,6 +136,7 @@ pub fn wrap_memcache(req: &[u8], out: &mut BytesMut) {
 pub async fn resolve(
     asks: &mut Vec<Ask>,
     batch: &Batch,
+    pool: &PoolView,
     memcache: bool,
     mut send: impl FnMut(&Ask, bool, &[u8]) -> u32,
     mut set_slot: impl FnMut(usize, usize, u32),
@@ -105,6 +151,23 @@ pub async fn resolve(
                 Reply::Data(b) => Some(b),
                 _ => None,
             };
+            if a.kind != AskKind::Shoal {
+                let young = started.elapsed() < GIVE_UP;
+                let step = crate::reshard::plain::step(
+                    &mut a,
+                    reply.as_ref(),
+                    pool,
+                    young,
+                    &mut send,
+                    &mut set_slot,
+                    &mut wrapped,
+                );
+                if let crate::reshard::plain::Step::Again { pause } = step {
+                    retried |= pause;
+                    again.push(a);
+                }
+                continue;
+            }
             match verdict(reply.as_ref(), memcache) {
                 Verdict::Final => {}
                 Verdict::Moved => {

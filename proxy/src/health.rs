@@ -526,8 +526,9 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
         error!("config reload rejected: pools were added, removed, renamed or moved to another listen address or protocol; restart the proxy for that");
         return;
     }
-    // A Shoal pool whose file lists other servers than the file did before reshards
-    // (moving keys) instead of switching rings; one reshard at a time.
+    // A pool whose file lists other servers than the file did before reshards (moving
+    // keys) instead of switching rings; one reshard at a time (Shoal siblings together, a
+    // plain redis/memcached pool alone).
     let mut reshard: Vec<Arc<crate::config::PoolConfig>> = Vec::new();
     let mut first_group: Option<Vec<String>> = None;
     let mut pools = Vec::with_capacity(cfg.pools.len());
@@ -537,7 +538,7 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
             pools.push(old.clone());
             continue;
         }
-        if n.backend == BackendKind::Shoal && shared.reshard.pool_busy(&n.name) {
+        if shared.reshard.pool_busy(&n.name) {
             warn!(
                 "pool {}: a reshard is in progress; configuration changes wait for the next reload after it",
                 n.name
@@ -545,37 +546,46 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
             pools.push(old.clone());
             continue;
         }
-        if n.backend == BackendKind::Shoal {
-            if before != n.servers {
-                let mut names: Vec<String> = before.iter().map(|s| s.effective_name()).collect();
-                names.sort();
-                let group = first_group.get_or_insert_with(|| names.clone());
-                if *group == names {
-                    info!("pool {}: servers changed, resharding", n.name);
-                    reshard.push(Arc::new(n.clone()));
-                } else {
-                    error!(
-                        "pool {}: servers changed, but only one reshard runs at a time; reload again once SHOAL RESHARD STATUS says done",
-                        n.name
-                    );
-                }
-            }
-            // Membership changes only by moving keys (a reshard, possibly a finished
-            // admin one); other settings apply now.
-            let mut keep = n;
-            keep.servers = old.cfg.servers.clone();
-            if keep == *old.cfg {
-                pools.push(old.clone());
-            } else {
-                info!("pool {}: configuration changed", keep.name);
-                let fresh = PoolView::from_config(Arc::new(keep));
-                pools.push(Arc::new(carry_runtime_state(old, fresh)));
-            }
+        // A plain pool whose ring stays the same (replicas edited, say) applies at once.
+        let ring = |v: &[crate::config::ServerConfig]| -> Vec<(String, String, u16, u32)> {
+            v.iter()
+                .map(|s| (s.effective_name(), s.host.clone(), s.port, s.weight))
+                .collect()
+        };
+        if n.backend != BackendKind::Shoal && ring(&n.servers) == ring(&old.cfg.servers) {
+            info!("pool {}: configuration changed", n.name);
+            let fresh = PoolView::from_config(Arc::new(n));
+            pools.push(Arc::new(carry_runtime_state(old, fresh)));
             continue;
         }
-        info!("pool {}: configuration changed, new ring", n.name);
-        let fresh = PoolView::from_config(Arc::new(n));
-        pools.push(Arc::new(carry_runtime_state(old, fresh)));
+        if before != n.servers {
+            let mut names: Vec<String> = before.iter().map(|s| s.effective_name()).collect();
+            names.sort();
+            let group = first_group.get_or_insert_with(|| names.clone());
+            let alone = |b: BackendKind| b != BackendKind::Shoal;
+            let joins = reshard.is_empty()
+                || !alone(n.backend) && reshard.iter().all(|p| !alone(p.backend));
+            if *group == names && joins {
+                info!("pool {}: servers changed, resharding", n.name);
+                reshard.push(Arc::new(n.clone()));
+            } else {
+                error!(
+                    "pool {}: servers changed, but only one reshard runs at a time; reload again once SHOAL RESHARD STATUS says done",
+                    n.name
+                );
+            }
+        }
+        // Membership changes only by moving keys (a reshard, possibly a finished
+        // admin one); other settings apply now.
+        let mut keep = n;
+        keep.servers = old.cfg.servers.clone();
+        if keep == *old.cfg {
+            pools.push(old.clone());
+        } else {
+            info!("pool {}: configuration changed", keep.name);
+            let fresh = PoolView::from_config(Arc::new(keep));
+            pools.push(Arc::new(carry_runtime_state(old, fresh)));
+        }
     }
     shared.replace_pools(pools);
     if !reshard.is_empty() {

@@ -17,8 +17,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use shoal_client::memcache::scan::value_block;
 use shoal_client::memcache::{decode, McDecoded, McLimits, MetaCmd, Request};
 
-use crate::ask::Ask;
+use crate::ask::{Ask, AskKind};
 use crate::backend::{Batch, Failure, Reply, Wire};
+use crate::config::BackendKind;
 use crate::metrics::{self, Stats};
 use crate::topology::PoolView;
 use crate::worker::{pick_addr, Worker};
@@ -115,6 +116,19 @@ where
         let mut close = false;
         while n < MAX_BATCH && pos < rbuf.len() {
             let buf = &rbuf[pos..];
+            if buf.len() >= 6 && buf[..6].eq_ignore_ascii_case(b"shoal ") {
+                // The proxy's admin commands (`shoal reshard …`), for pools without RESP.
+                let Some(eol) = memchr::memchr(b'\n', buf) else {
+                    need_read = true;
+                    break;
+                };
+                let start = local.len();
+                crate::admin::mc_shoal_command(&worker, pool_idx, &buf[6..eol], &mut local);
+                outs.push(Out::Local(start..local.len()));
+                pos += eol + 1;
+                n += 1;
+                continue;
+            }
             match decode(buf, &limits) {
                 McDecoded::Incomplete => {
                     need_read = true;
@@ -161,6 +175,12 @@ where
                         outs.len(),
                     );
                     outs.push(out);
+                    // A write that may first copy its item from a moving key's old owner
+                    // ends the batch: what the client sends after it sees its effect.
+                    let last = asks.borrow().last().map(|a| (a.out, a.kind.ends_batch()));
+                    if last == Some((outs.len() - 1, true)) {
+                        break;
+                    }
                 }
             }
         }
@@ -176,6 +196,7 @@ where
             crate::ask::resolve(
                 &mut list,
                 &batch,
+                &pool,
                 true,
                 |a, to_new, bytes| {
                     let idx = if to_new { a.dst } else { a.src };
@@ -267,24 +288,33 @@ fn route(
         let (idx, dst) = pool.route(key);
         let slot = batch.slot();
         if idx != dst {
-            // A key a reshard is moving: ask its old owner (see crate::ask).
+            // A key a reshard is moving: ask its old owner (see crate::ask), or on a
+            // plain memcached pool follow crate::reshard::plain's routing.
             let mut w = BytesMut::new();
-            crate::ask::wrap_memcache(bytes, &mut w);
+            let (kind, to_new) = if pool.cfg.backend == BackendKind::Memcached {
+                crate::reshard::plain::mc_first(bytes, &mut w)
+            } else {
+                crate::ask::wrap_memcache(bytes, &mut w);
+                (Some(AskKind::Shoal), false)
+            };
             let conn = worker.conn(
                 pool_idx,
                 &pool.cfg,
-                &pool.servers[idx].primary,
+                &pool.servers[if to_new { dst } else { idx }].primary,
                 Wire::Memcache,
             );
             conn.enqueue(&w, batch, slot);
-            asks.borrow_mut().push(Ask {
-                out: out_idx,
-                part: usize::MAX,
-                src: idx,
-                dst,
-                plain: Bytes::copy_from_slice(bytes),
-                slot,
-            });
+            if let Some(kind) = kind {
+                asks.borrow_mut().push(Ask {
+                    out: out_idx,
+                    part: usize::MAX,
+                    src: idx,
+                    dst,
+                    plain: Bytes::copy_from_slice(bytes),
+                    slot,
+                    kind,
+                });
+            }
             return slot;
         }
         let addr = pick_addr(&worker.shared, pool, idx, write, u64::MAX);

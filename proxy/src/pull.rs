@@ -67,6 +67,11 @@ pub async fn pull(
             TIMEOUT_MS.as_bytes(),
         ]);
     }
+    if pool.cfg.backend == BackendKind::Redis {
+        // A copy already at the target is stale (docs/resharding.md, plain pools): the
+        // source's copy wins.
+        args.push(b"REPLACE");
+    }
     if let Some(pw) = auth {
         args.extend([&b"AUTH"[..], pw.as_bytes()]);
     }
@@ -89,9 +94,6 @@ pub async fn pull(
             match b.first() {
                 // SHOAL.MIGRATE: `*2 :keys :bytes`; MIGRATE: `+OK` or `+NOKEY`.
                 Some(b'*' | b'+') => return true,
-                // BUSYKEY (a plain redis target has the key too) cannot be resolved
-                // here: the session gets its TRYAGAIN error.
-                Some(b'-') if b.starts_with(b"-BUSYKEY") => return false,
                 _ => {}
             }
         }

@@ -1,5 +1,7 @@
-//! Live resharding: adding, removing or re-weighting servers of a Shoal pool while it
-//! serves, without losing a write or failing a request (docs/resharding.md).
+//! Live resharding: adding, removing or re-weighting servers of a pool while it serves,
+//! without losing a write or failing a request (docs/resharding.md). Pools of plain
+//! redis-server or memcached servers use the same control loop with their own steps
+//! ([`plain`]: `MIGRATE` and an ask script; memcached's metadump and meta commands).
 //!
 //! ```text
 //!  admin SHOAL RESHARD / config change ──► Control (plan) ──► control thread
@@ -40,6 +42,9 @@ use tracing::{error, info, warn};
 use crate::config::{BackendKind, PoolConfig, ServerConfig};
 use crate::health::field;
 use crate::topology::{PoolView, ServerView, Shared};
+
+#[path = "reshard_plain.rs"]
+pub mod plain;
 
 /// Keys per `SCAN` of a source.
 const SCAN_COUNT: &str = "4096";
@@ -426,8 +431,12 @@ pub fn load_state(path: &Path) -> anyhow::Result<Option<Saved>> {
 }
 
 /// Pools that must reshard together with pool `idx`: Shoal pools with the same ring inputs
-/// (server names and weights, hash, distribution, hash tag). `idx` comes first.
+/// (server names and weights, hash, distribution, hash tag). `idx` comes first. A plain
+/// redis or memcached pool has none: its keyspace is its own.
 pub fn siblings(pools: &[Arc<PoolView>], idx: usize) -> Vec<usize> {
+    if pools[idx].cfg.backend != BackendKind::Shoal {
+        return vec![idx];
+    }
     let key = |p: &PoolView| {
         let mut names: Vec<(String, u32)> = p
             .cfg
@@ -621,6 +630,8 @@ struct Rpc {
     buf: BytesMut,
     out: BytesMut,
     addr: String,
+    /// A memcached source's enumeration on this connection.
+    dump: plain::Dump,
 }
 
 impl Rpc {
@@ -632,6 +643,7 @@ impl Rpc {
             buf: BytesMut::with_capacity(64 * 1024),
             out: BytesMut::new(),
             addr: addr.to_string(),
+            dump: plain::Dump::default(),
         };
         if let Some(pw) = auth {
             if let Value::Error(e) = r.call(&[b"AUTH", pw.as_bytes()]).await? {
@@ -689,6 +701,7 @@ pub fn run(shared: Arc<Shared>, control: Arc<Control>, stop: Arc<AtomicBool>) {
             shared,
             control,
             stop,
+            plain: plain::Conns::default(),
         };
         driver.main().await;
     });
@@ -698,6 +711,8 @@ struct Driver {
     shared: Arc<Shared>,
     control: Arc<Control>,
     stop: Arc<AtomicBool>,
+    /// The migrator's connections to memcached servers.
+    plain: plain::Conns,
 }
 
 impl Driver {
@@ -758,12 +773,6 @@ impl Driver {
             }
         };
         let view = &topo.pools[idx];
-        if view.cfg.backend != BackendKind::Shoal {
-            return Err(format!(
-                "ERR pool {} is not a Shoal pool (backend: shoal); resharding moves data only between Shoal servers",
-                view.cfg.name
-            ));
-        }
         if view.moving.is_some() {
             return Err("ERR the pool is already resharding".into());
         }
@@ -797,6 +806,22 @@ impl Driver {
                     .effective_name();
                     if members.iter().any(|m| m.effective_name() == new_name) {
                         return Err(format!("ERR server {new_name} is already in the pool"));
+                    }
+                    if v.cfg.backend != BackendKind::Shoal {
+                        // Checked with the others by `plain::preflight` below.
+                        members.push(Member {
+                            host: host.clone(),
+                            port: *port,
+                            name: name.clone(),
+                            replicas: Vec::new(),
+                            old_weight: 0,
+                            new_weight: *weight,
+                        });
+                        pools.push(PoolPlan {
+                            pool: v.cfg.name.clone(),
+                            members,
+                        });
+                        continue;
                     }
                     let addr = format!("{host}:{port}");
                     let auth = topo.pools[idx].cfg.redis_auth.clone();
@@ -887,6 +912,25 @@ impl Driver {
             .all(|p| p.members.iter().all(|m| m.old_weight == m.new_weight))
         {
             return Ok(None);
+        }
+        let cfg = &topo.pools[idx].cfg;
+        if cfg.backend != BackendKind::Shoal {
+            if let Err(e) = plain::preflight(cfg, &pools[0].members).await {
+                let Some(newcfg) = cfgs.iter().flatten().find(|p| p.name == cfg.name) else {
+                    return Err(e);
+                };
+                // A file change that cannot move keys (a server down, too old) switches
+                // rings at once, as twemproxy does: what the pool did before resharding.
+                warn!(
+                    "pool {}: servers changed but keys cannot move ({e}); switching to the new servers at once",
+                    cfg.name
+                );
+                self.shared
+                    .update_pool(idx, PoolView::from_config(newcfg.clone()));
+                self.control
+                    .set_error(format!("switched without moving keys: {e}"));
+                return Ok(None);
+            }
         }
         Ok(Some(Saved {
             pools,
@@ -1013,11 +1057,7 @@ impl Driver {
                 continue;
             }
             let addr = &pool.servers[i].primary;
-            if let Ok(mut c) = Rpc::connect(addr, pool.cfg.redis_auth.as_deref()).await {
-                if let Ok(Value::Int(n)) = c.call(&[b"DBSIZE"]).await {
-                    total += n.max(0) as u64;
-                }
-            }
+            total += plain::count_keys(&pool.cfg, addr).await.unwrap_or(0);
         }
         self.control.st.lock().keys_total = total;
     }
@@ -1384,7 +1424,7 @@ impl Driver {
                 scanned_on.clone_from(&addr);
             }
             if conn.is_none() {
-                match Rpc::connect(&addr, pool.cfg.redis_auth.as_deref()).await {
+                match plain::connect(&addr, &pool.cfg).await {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         self.control.set_error(format!("source {addr}: {e}"));
@@ -1394,28 +1434,9 @@ impl Driver {
                 }
             }
             let c = conn.as_mut().expect("connected above");
-            let reply = c
-                .call(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT.as_bytes()])
-                .await;
-            let (next, keys) = match reply {
-                Ok(Value::Array(mut v)) if v.len() == 2 => {
-                    let keys = v.pop();
-                    let next = v.pop();
-                    match (next, keys) {
-                        (Some(Value::Bulk(n)), Some(Value::Array(k))) => (n.to_vec(), k),
-                        _ => {
-                            conn = None;
-                            continue;
-                        }
-                    }
-                }
-                Ok(other) => {
-                    self.control
-                        .set_error(format!("source {addr}: SCAN answered {other:?}"));
-                    conn = None;
-                    tokio::time::sleep(RETRY_PAUSE * 4).await;
-                    continue;
-                }
+            // SCAN (memcached: the next keys of a metadump pass).
+            let (next, keys) = match plain::scan(&pool, src, c, &cursor).await {
+                Ok(r) => r,
                 Err(e) => {
                     self.control.set_error(format!("source {addr}: {e}"));
                     conn = None;
@@ -1427,7 +1448,6 @@ impl Driver {
             groups.resize(pool.servers.len(), Vec::new());
             let nkeys = keys.len() as u64;
             for k in keys {
-                let Value::Bulk(k) = k else { continue };
                 let (o, n) = pool.route(&k);
                 if o == src && n != src {
                     groups[n].push(k.to_vec());
@@ -1495,9 +1515,24 @@ impl Driver {
             };
             let pool = &topo.pools[pi];
             let src_addr = pool.servers[src].primary.clone();
+            if pool.cfg.backend != BackendKind::Shoal {
+                // MIGRATE (redis) or copy-and-delete with meta commands (memcached).
+                match plain::migrate(&self.plain, pool, src, dst, keys, conn).await {
+                    Ok((n, b)) => {
+                        self.moved(saved, n, b);
+                        throttle_bytes(b.max(0) as u64).await;
+                        return Ok(());
+                    }
+                    Err(e) => self
+                        .control
+                        .set_error(format!("{src_addr} -> {}: {e}", pool.servers[dst].primary)),
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
             let (host, port) = split_addr(&pool.servers[dst].primary);
             if conn.as_ref().is_none_or(|c| c.addr != src_addr) {
-                match Rpc::connect(&src_addr, pool.cfg.redis_auth.as_deref()).await {
+                match plain::connect(&src_addr, &pool.cfg).await {
                     Ok(c) => *conn = Some(c),
                     Err(e) => {
                         self.control.set_error(format!("source {src_addr}: {e}"));

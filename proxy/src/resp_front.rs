@@ -396,6 +396,7 @@ async fn resolve_asks(
     crate::ask::resolve(
         &mut asks,
         batch,
+        pool,
         false,
         |a, to_new, bytes| {
             let idx = if to_new { a.dst } else { a.src };
@@ -668,7 +669,7 @@ fn send_to(
         sess.written[src] = true;
         sess.written[dst] = true;
     }
-    crate::ask::wrap_resp(req, &mut sess.wrap);
+    let kind = ask_wrap(ctx, sess.proto, dst, req, &mut sess.wrap);
     let conn = ctx.worker.conn(
         ctx.pool_idx,
         &ctx.pool.cfg,
@@ -684,8 +685,26 @@ fn send_to(
         dst,
         plain: Bytes::copy_from_slice(req),
         slot,
+        kind,
     });
     slot
+}
+
+/// Wraps a request on keys moving to `dst` for their old owner: `SHOAL.ASK` on Shoal
+/// pools, the plain-redis ask (see [`crate::reshard::plain`]) on redis pools.
+fn ask_wrap(
+    ctx: &Ctx<'_>,
+    proto: Proto,
+    dst: usize,
+    req: &[u8],
+    out: &mut BytesMut,
+) -> crate::ask::AskKind {
+    if ctx.pool.cfg.backend == BackendKind::Redis {
+        let resp3 = proto == Proto::Resp3;
+        return crate::reshard::plain::wrap_redis(ctx.pool, dst, req, resp3, out);
+    }
+    crate::ask::wrap_resp(req, out);
+    crate::ask::AskKind::Shoal
 }
 
 fn route(
@@ -763,7 +782,7 @@ fn route(
                     conn.enqueue(req, ctx.batch, slot);
                 } else {
                     let mut w = BytesMut::new();
-                    crate::ask::wrap_resp(req, &mut w);
+                    let kind = ask_wrap(ctx, sess.proto, dst, req, &mut w);
                     conn.enqueue(&w, ctx.batch, slot);
                     sess.asks.push(Ask {
                         out: sess.out_idx,
@@ -772,6 +791,7 @@ fn route(
                         dst,
                         plain: Bytes::copy_from_slice(req),
                         slot,
+                        kind,
                     });
                     sess.blocking_asks = true;
                 }

@@ -45,20 +45,42 @@
 //!   read. This test runs the Redis pool alone: the proxy only promotes replicas in
 //!   Redis pools, so a memcache sibling would keep pointing at the dead server.
 //!
+//! * `reshard_plain_redis_3_4_3_history`: the same as the Shoal tests for a pool of plain
+//!   `redis-server`s (`backend: redis`: ask script and `MIGRATE`): 4 servers, the proxy
+//!   starts with 3; RESP keys preloaded (every 10th with a TTL); under the RESP load of
+//!   the checker: ADD the 4th, then REMOVE an original one, each to `state:done`. The
+//!   history is clean exactly as for Shoal pools, every preloaded key reads back with its
+//!   value and TTL, every server holds exactly the keys the final ring gives it (the
+//!   removed one none), and the servers ran the ask script and `MIGRATE`.
+//! * `reshard_plain_memcached_3_4`: a pool of plain `memcached`s (`backend: memcached`,
+//!   best effort) goes 3 -> 4 with `shoal reshard add` on its own memcache port. Preloaded
+//!   keys carry flags and (every 5th) an exptime; during the move readers check that every
+//!   preloaded key reads back (get, gets, multi-get, mg) with its value and flags, writers
+//!   set/append/incr/delete/add keys of their own created during the move (apart from the
+//!   preload, so the documented races cannot happen) and read them back, and one thread
+//!   increments preloaded counters (copied on demand by its first `incr`). No reply may
+//!   be unexpected; afterwards every preloaded key is on its final-ring owner only, with
+//!   its value, flags and TTL (within a few seconds), and the counters hold every
+//!   acknowledged increment.
+//!
 //! The tests that need the live-resharding proxy fail at once with a clear message when
 //! the proxy does not know `SHOAL RESHARD`. Readiness is polled with deadlines; the
 //! only fixed wait is the 500 ms that shows a paused reshard stays paused.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_client::ring::{hash_tag, Distribution, HashKind, Ring, RingNode};
 use shoal_tests::escape;
 use shoal_tests::history::{check, key_names, CheckOptions, History, Load, LoadConfig, Window};
-use shoal_tests::memcache::{McConn, Seg};
+use shoal_tests::memcache::{Frames, McConn, McReply, Seg, Unit};
 use shoal_tests::proxy::{info_field, topology, wait_until, Pool, ProxyProc};
 use shoal_tests::resp::{encode_command, parse, Read1, RespConn};
-use shoal_tests::servers::{spawn_shoal, spawn_shoal_pair, ServerProc, ShoalPair, TempDir};
+use shoal_tests::servers::{
+    spawn_memcached, spawn_redis, spawn_shoal, spawn_shoal_pair, ServerProc, ShoalPair, TempDir,
+};
 
 const REDIS_POOL: &str = "cache";
 const MC_POOL: &str = "mcache";
@@ -1022,4 +1044,489 @@ fn reshard_transactions_on_moving_keys() {
         .map(|(i, s)| (name(i), s.resp_port()))
         .collect();
     report_fails("placement", &check_placement(&all, &new, &keys));
+}
+
+// ---------------------------------------------------------------------------------------
+// plain redis-server and memcached pools
+
+/// A pool over plain servers with the ring keys of these tests (no sibling).
+fn plain_pool(p: Pool, backend: &str, servers: &[(usize, &ServerProc)]) -> Pool {
+    let mut p = p
+        .key("hash", "fnv1a_64")
+        .key("distribution", "ketama")
+        .key("hash_tag", "\"{}\"")
+        .key("backend", backend);
+    for (i, s) in servers {
+        p = p.server(&name(*i), s.port);
+    }
+    p
+}
+
+/// Calls of `cmd` an instance served (`INFO commandstats`).
+fn command_calls(port: u16, cmd: &str) -> u64 {
+    let raw = RespConn::connect(port).call(&["INFO", "commandstats"]);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reshard_plain_redis_3_4_3_history() {
+    let servers: Vec<ServerProc> = (0..4).map(|_| spawn_redis()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let proxy = ProxyProc::start(&[plain_pool(Pool::redis(REDIS_POOL), "redis", &pairs)]);
+    let rp = proxy.port(REDIS_POOL);
+    require_reshard(rp);
+    let pre = preload(rp, None, 6_000, 0, false);
+    let load = Load::start(load_config(rp, None, "hp"));
+    load.wait_for_ops(500, Duration::from_secs(15));
+
+    // 3 -> 4 -> 3 (an original server leaves).
+    for (op, i) in [("ADD", 3), ("REMOVE", 0)] {
+        let what = format!("{op} {} (plain redis)", name(i));
+        eprintln!("[reshard] {} {what}", at(&load));
+        if op == "ADD" {
+            reshard_ok(rp, &["ADD", &add_args(servers[i].port), &name(i)]);
+        } else {
+            reshard_ok(rp, &["REMOVE", &name(i)]);
+        }
+        // Throttled so that keys move for two or three seconds while the clients run.
+        running_at_rate(rp, 700);
+        let st = wait_done(rp, &what, Duration::from_secs(30));
+        assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
+        load.wait_for_ops(200, Duration::from_secs(15));
+    }
+    let h = finish(
+        load,
+        rp,
+        None,
+        &CheckOptions::default(),
+        "plain redis 3-4-3",
+    );
+
+    report_fails("preloaded keys", &verify_preload(&pre, rp, None));
+    let final_names: Vec<String> = [1, 2, 3].into_iter().map(name).collect();
+    assert_eq!(
+        topology_names(rp),
+        final_names,
+        "SHOAL TOPOLOGY after the reshards"
+    );
+    let mut keys = pre.resp.clone();
+    keys.extend(present_keys(rp, &h.keys));
+    let all: Vec<(String, u16)> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (name(i), s.port))
+        .collect();
+    report_fails("placement", &check_placement(&all, &final_names, &keys));
+    // Moving keys were asked about with the script, and batches moved with MIGRATE.
+    let calls = |cmd: &str| {
+        servers
+            .iter()
+            .map(|s| command_calls(s.port, cmd))
+            .sum::<u64>()
+    };
+    let (evalsha, migrate) = (calls("evalsha"), calls("migrate"));
+    eprintln!("[reshard] plain redis: {evalsha} EVALSHA, {migrate} MIGRATE");
+    assert!(evalsha > 0, "no request was asked with the script");
+    assert!(migrate > 0, "no MIGRATE ran");
+}
+
+/// `shoal reshard <args>` on a memcache port: the reply's lines.
+fn mc_admin(port: u16, args: &str) -> Vec<String> {
+    let mut m = McConn::connect(port);
+    m.timeout = Duration::from_secs(10);
+    m.send(format!("shoal reshard {args}\r\n").as_bytes());
+    let unit = if args == "status" {
+        Unit::UntilEnd
+    } else {
+        Unit::Line
+    };
+    let r = m.read(&Frames::Units(vec![unit]));
+    assert!(
+        r.incomplete.is_none(),
+        "shoal reshard {args}: {}",
+        r.describe()
+    );
+    r.lines()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect()
+}
+
+fn mc_admin_ok(port: u16, args: &str) {
+    let r = mc_admin(port, args);
+    assert_eq!(r, ["OK"], "shoal reshard {args}");
+}
+
+/// `shoal reshard status` on a memcache port, as `field -> value`.
+fn mc_status(port: u16) -> Status {
+    let st: Status = mc_admin(port, "status")
+        .iter()
+        .filter_map(|l| l.strip_prefix("STAT "))
+        .map(|l| match l.split_once(' ') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect();
+    assert!(st.contains_key("state"), "status without state: {st:?}");
+    st
+}
+
+fn mc_wait_status(
+    port: u16,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&Status) -> bool,
+) -> Status {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = mc_status(port);
+        assert_ne!(
+            state(&st),
+            "failed",
+            "reshard failed waiting for {what}: {st:?}"
+        );
+        if ok(&st) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last status {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first line of a reply (empty when none).
+fn first_line(r: &McReply) -> String {
+    r.lines()
+        .next()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .unwrap_or_default()
+}
+
+/// `mg <key> v f t` on a server: (value, flags, ttl) or None on a miss.
+fn mc_item(m: &mut McConn, key: &str) -> Option<(Vec<u8>, u32, i64)> {
+    let r = m.request(format!("mg {key} v f t\r\n").as_bytes());
+    let line = first_line(&r);
+    if line == "EN" {
+        return None;
+    }
+    let toks: Vec<&str> = line.split(' ').collect();
+    assert_eq!(toks[0], "VA", "mg {key}: {}", r.describe());
+    let flag = |p: char| {
+        toks.iter()
+            .find_map(|t| t.strip_prefix(p))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("mg {key}: no {p} in {}", r.describe()))
+    };
+    let data = match r.segs.get(1) {
+        Some(Seg::Data(d)) => d.clone(),
+        other => panic!("mg {key}: no data ({other:?})"),
+    };
+    Some((data, flag('f') as u32, flag('t')))
+}
+
+/// What the threads of the memcache load record: failures (unexpected replies).
+type Fails = Arc<Mutex<Vec<String>>>;
+
+fn fail(f: &Fails, what: String) {
+    let mut v = f.lock().unwrap();
+    if v.len() < 50 {
+        v.push(what);
+    }
+}
+
+/// Reads preloaded keys through the proxy until `stop`: every one must be found with its
+/// value and flags (get, gets, multi-get, mg).
+fn mc_reader(port: u16, pre: &[String], stop: &AtomicBool, fails: &Fails, seed: usize) -> u64 {
+    let mut m = McConn::connect(port);
+    let mut n = 0u64;
+    let t0 = Instant::now();
+    while !stop.load(Ordering::Relaxed) && n < 200_000 && t0.elapsed() < Duration::from_secs(60) {
+        n += 1;
+        let pick = |j: usize| (seed * 7919 + n as usize * 104_729 + j * 31) % pre.len();
+        let want = |i: usize| (mc_flags(i), format!("mv{i}").into_bytes());
+        match n % 4 {
+            0 | 1 => {
+                let idx: Vec<usize> = (0..if n % 4 == 0 { 1 } else { 5 }).map(pick).collect();
+                let verb = if n % 8 < 4 { "get" } else { "gets" };
+                let keys: Vec<&str> = idx.iter().map(|&i| pre[i].as_str()).collect();
+                let r = m.request(format!("{verb} {}\r\n", keys.join(" ")).as_bytes());
+                let vals = mc_values(&r.segs);
+                for &i in &idx {
+                    match vals.get(&pre[i]) {
+                        Some((f, _, d)) if (*f, d.clone()) == want(i) => {}
+                        other => fail(
+                            fails,
+                            format!("{verb} {}: {other:?} ({})", pre[i], r.describe()),
+                        ),
+                    }
+                }
+            }
+            _ => {
+                let i = pick(0);
+                let r = m.request(format!("mg {} v f\r\n", pre[i]).as_bytes());
+                let line = first_line(&r);
+                let (flags, data) = want(i);
+                let ok = line.starts_with("VA ")
+                    && line.split(' ').any(|t| t == format!("f{flags}"))
+                    && r.segs.get(1) == Some(&Seg::Data(data));
+                if !ok {
+                    fail(fails, format!("mg {}: {}", pre[i], r.describe()));
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Writes and reads keys of its own (created after the move began) until `stop`; every
+/// reply must be what a single memcached would answer.
+fn mc_writer(port: u16, w: usize, stop: &AtomicBool, fails: &Fails) -> u64 {
+    let mut m = McConn::connect(port);
+    let mut n = 0u64;
+    let t0 = Instant::now();
+    let expect = |m: &mut McConn, req: String, want: &str, fails: &Fails| {
+        let r = m.request(req.as_bytes());
+        let got = first_line(&r);
+        if got != want {
+            fail(
+                fails,
+                format!("{}: {} (want {want})", req.trim_end(), r.describe()),
+            );
+        }
+        r
+    };
+    while !stop.load(Ordering::Relaxed) && n < 20_000 && t0.elapsed() < Duration::from_secs(60) {
+        n += 1;
+        let k = format!("w{w}:{n}");
+        let v = format!("val{n}");
+        expect(
+            &mut m,
+            format!("set {k} {n} 0 {}\r\n{v}\r\n", v.len()),
+            "STORED",
+            fails,
+        );
+        let r = expect(
+            &mut m,
+            format!("get {k}\r\n"),
+            &format!("VALUE {k} {n} {}", v.len()),
+            fails,
+        );
+        if r.segs.get(1) != Some(&Seg::Data(v.clone().into_bytes())) {
+            fail(fails, format!("get {k}: {}", r.describe()));
+        }
+        expect(
+            &mut m,
+            format!("append {k} 0 0 1\r\nx\r\n"),
+            "STORED",
+            fails,
+        );
+        expect(
+            &mut m,
+            format!("mg {k} v\r\n"),
+            &format!("VA {}", v.len() + 1),
+            fails,
+        );
+        let c = format!("c{w}:{n}");
+        expect(&mut m, format!("add {c} 0 0 1\r\n5\r\n"), "STORED", fails);
+        expect(
+            &mut m,
+            format!("add {c} 0 0 1\r\n6\r\n"),
+            "NOT_STORED",
+            fails,
+        );
+        expect(&mut m, format!("incr {c} 3\r\n"), "8", fails);
+        expect(&mut m, format!("delete {k}\r\n"), "DELETED", fails);
+        expect(&mut m, format!("get {k}\r\n"), "END", fails);
+        expect(&mut m, format!("delete {k}\r\n"), "NOT_FOUND", fails);
+        expect(
+            &mut m,
+            format!("incr nothere{w}:{n} 1\r\n"),
+            "NOT_FOUND",
+            fails,
+        );
+    }
+    n
+}
+
+#[test]
+fn reshard_plain_memcached_3_4() {
+    const N_PRE: usize = 3_000;
+    const N_COUNTERS: usize = 60;
+    let servers: Vec<ServerProc> = (0..4).map(|_| spawn_memcached()).collect();
+    let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
+    let proxy = ProxyProc::start(&[plain_pool(Pool::memcache(MC_POOL), "memcached", &pairs)]);
+    let mp = proxy.port(MC_POOL);
+    let st = mc_status(mp);
+    assert!(
+        matches!(state(&st), "idle" | "done"),
+        "a fresh proxy reports {st:?}"
+    );
+
+    // Preload: values, flags, every 5th with an exptime; counters at 1000.
+    let pre = key_names("mpre", N_PRE, 0);
+    let counters = key_names("cnt", N_COUNTERS, 0);
+    let mut m = McConn::connect(mp);
+    m.timeout = Duration::from_secs(10);
+    for chunk in (0..N_PRE).collect::<Vec<_>>().chunks(200) {
+        let mut req = Vec::new();
+        for &i in chunk {
+            let v = format!("mv{i}");
+            let exp = if i % MC_TTL_EVERY == 0 {
+                PRELOAD_TTL
+            } else {
+                0
+            };
+            req.extend(
+                format!(
+                    "set {} {} {exp} {}\r\n{v}\r\n",
+                    pre[i],
+                    mc_flags(i),
+                    v.len()
+                )
+                .into_bytes(),
+            );
+        }
+        let r = m.request(&req);
+        assert!(
+            r.lines().all(|l| l == b"STORED"),
+            "preload: {}",
+            r.describe()
+        );
+    }
+    for c in &counters {
+        let r = m.request(format!("set {c} 0 0 4\r\n1000\r\n").as_bytes());
+        assert_eq!(first_line(&r), "STORED");
+    }
+
+    mc_admin_ok(
+        mp,
+        &format!("add {} {}", add_args(servers[3].port), name(3)),
+    );
+    mc_wait_status(mp, "the reshard to run", Duration::from_secs(15), |s| {
+        matches!(state(s), "running" | "done")
+    });
+    mc_admin_ok(mp, "rate 250");
+    let t_move = Instant::now();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let fails: Fails = Arc::default();
+    let pre_arc = Arc::new(pre.clone());
+    let mut threads = Vec::new();
+    for r in 0..2 {
+        let (stop, fails, pre) = (stop.clone(), fails.clone(), pre_arc.clone());
+        threads.push(std::thread::spawn(move || {
+            mc_reader(mp, &pre, &stop, &fails, r)
+        }));
+    }
+    for w in 0..2 {
+        let (stop, fails) = (stop.clone(), fails.clone());
+        threads.push(std::thread::spawn(move || mc_writer(mp, w, &stop, &fails)));
+    }
+    // Increments of preloaded counters: the first one of each copies it on demand.
+    let incrs = {
+        let (stop, fails, counters) = (stop.clone(), fails.clone(), counters.clone());
+        std::thread::spawn(move || {
+            let mut m = McConn::connect(mp);
+            let mut done = vec![0u64; counters.len()];
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                let i = n % counters.len();
+                n += 1;
+                let r = m.request(format!("incr {} 1\r\n", counters[i]).as_bytes());
+                let want = (1000 + done[i] + 1).to_string();
+                if first_line(&r) == want {
+                    done[i] += 1;
+                } else {
+                    fail(
+                        &fails,
+                        format!("incr {}: {} (want {want})", counters[i], r.describe()),
+                    );
+                    break;
+                }
+            }
+            done
+        })
+    };
+
+    let st = mc_wait_status(
+        mp,
+        "ADD shard3 (plain memcached)",
+        Duration::from_secs(40),
+        |s| state(s) == "done",
+    );
+    eprintln!(
+        "[reshard] plain memcached: done in {:?}, keys_moved {}, bytes_moved {}",
+        t_move.elapsed(),
+        st.get("keys_moved").map_or("?", String::as_str),
+        st.get("bytes_moved").map_or("?", String::as_str)
+    );
+    stop.store(true, Ordering::Relaxed);
+    let ops: u64 = threads
+        .into_iter()
+        .map(|t| t.join().expect("load thread"))
+        .sum();
+    let done = incrs.join().expect("incr thread");
+    eprintln!(
+        "[reshard] plain memcached load: {ops} requests, {} increments",
+        done.iter().sum::<u64>()
+    );
+    let fails = fails.lock().unwrap().clone();
+    report_fails("memcache load during the move", &fails);
+    assert!(moved(&st) > 0, "no key moved: {st:?}");
+    assert!(ops > 1_000, "the load hardly ran: {ops} requests");
+    assert!(
+        done.iter().all(|&d| d > 0),
+        "a counter was never incremented: {done:?}"
+    );
+
+    // Every preloaded key is on its final owner only, with its value, flags and TTL.
+    let names: Vec<String> = (0..4).map(name).collect();
+    let r = ring(&names);
+    let mut conns: Vec<McConn> = servers.iter().map(|s| McConn::connect(s.port)).collect();
+    let mut fails = Vec::new();
+    for (i, k) in pre.iter().enumerate() {
+        let owner = owner(&r, &names, k);
+        for (si, c) in conns.iter_mut().enumerate() {
+            let item = mc_item(c, k);
+            if name(si) != owner {
+                if item.is_some() {
+                    fails.push(format!("{k} is on {} too (owner {owner})", name(si)));
+                }
+                continue;
+            }
+            match item {
+                Some((data, flags, ttl)) => {
+                    if data != format!("mv{i}").into_bytes() || flags != mc_flags(i) {
+                        fails.push(format!("{k} on {owner}: {data:?} flags {flags}"));
+                    }
+                    let want_ttl = i % MC_TTL_EVERY == 0;
+                    let ttl_ok = if want_ttl {
+                        ttl > PRELOAD_TTL as i64 - 60 && ttl <= PRELOAD_TTL as i64
+                    } else {
+                        ttl == -1
+                    };
+                    if !ttl_ok {
+                        fails.push(format!("{k} on {owner}: TTL {ttl}"));
+                    }
+                }
+                None => fails.push(format!("{k} missing on its owner {owner}")),
+            }
+        }
+    }
+    for (i, c) in counters.iter().enumerate() {
+        let owner = owner(&r, &names, c);
+        let si = names.iter().position(|n| n == owner).expect("owner");
+        let want = (1000 + done[i]).to_string().into_bytes();
+        match mc_item(&mut conns[si], c) {
+            Some((d, _, _)) if d == want => {}
+            other => fails.push(format!("counter {c} on {owner}: {other:?}, want {want:?}")),
+        }
+    }
+    report_fails("memcached placement after the move", &fails);
 }
