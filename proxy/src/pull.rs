@@ -91,10 +91,9 @@ pub async fn pull(
         let reply = batch.take(slot);
         worker.checkin(pool_idx, conn, Wire::Resp2);
         if let Reply::Data(b) = &reply {
-            match b.first() {
-                // SHOAL.MIGRATE: `*2 :keys :bytes`; MIGRATE: `+OK` or `+NOKEY`.
-                Some(b'*' | b'+') => return true,
-                _ => {}
+            // SHOAL.MIGRATE: `*2 :keys :bytes`; MIGRATE: `+OK` or `+NOKEY`.
+            if matches!(b.first(), Some(b'*' | b'+')) {
+                return true;
             }
         }
         if started.elapsed() >= GIVE_UP {

@@ -42,6 +42,7 @@ use tracing::{error, info, warn};
 use crate::config::{BackendKind, PoolConfig, ServerConfig};
 use crate::health::field;
 use crate::topology::{PoolView, ServerView, Shared};
+use shoal_client::ring::Distribution;
 
 #[path = "reshard_plain.rs"]
 pub mod plain;
@@ -150,7 +151,21 @@ pub struct Saved {
     /// Throttle: keys and bytes per second (0: unlimited).
     pub rate_keys: u64,
     pub rate_bytes: u64,
+    /// Parts of the key-hash space moved one after the other (1: all at once; see
+    /// `topology::Moving::phase`), and the part being moved now.
+    #[serde(default = "one")]
+    pub phases: usize,
+    #[serde(default)]
+    pub phase: usize,
 }
+
+fn one() -> usize {
+    1
+}
+
+/// Parts of a throttled move (a ketama Shoal pool): while one part moves, requests for
+/// the others go straight to where their keys are, without the ask hop.
+const PHASES: usize = 4;
 
 /// A change asked for by an operator or by a new configuration file.
 #[derive(Clone, Debug)]
@@ -494,7 +509,13 @@ fn split_addr(addr: &str) -> (String, u16) {
 
 /// The pool view for a plan: both rings while moving, the new ring alone once done.
 /// `current` supplies run-time server state (promoted primaries) by server name.
-fn view_for(plan: &PoolPlan, base: &PoolConfig, current: &PoolView, done: bool) -> PoolView {
+fn view_for(
+    plan: &PoolPlan,
+    base: &PoolConfig,
+    current: &PoolView,
+    done: bool,
+    phase: Option<(usize, usize)>,
+) -> PoolView {
     let mut cfg = base.clone();
     let members: Vec<&Member> = plan
         .members
@@ -517,7 +538,7 @@ fn view_for(plan: &PoolPlan, base: &PoolConfig, current: &PoolView, done: bool) 
     } else {
         let old: Vec<u32> = members.iter().map(|m| m.old_weight).collect();
         let new: Vec<u32> = members.iter().map(|m| m.new_weight).collect();
-        PoolView::resharding(cfg, &old, &new)
+        PoolView::resharding(cfg, &old, &new, phase)
     };
     // Keep what the proxy learned (failovers) for servers it already knew.
     let servers: Vec<ServerView> = fresh
@@ -550,7 +571,8 @@ fn install(shared: &Shared, saved: &Saved, base: &[Arc<PoolConfig>]) {
             continue;
         };
         let current = shared.topology().pools[pi].clone();
-        shared.update_pool(pi, view_for(plan, cfg, &current, saved.done));
+        let phase = (saved.phases > 1).then_some((saved.phases, saved.phase));
+        shared.update_pool(pi, view_for(plan, cfg, &current, saved.done, phase));
     }
 }
 
@@ -942,6 +964,15 @@ impl Driver {
             bytes_moved: 0,
             rate_keys: RATE_KEYS.load(Ordering::Relaxed),
             rate_bytes: RATE_BYTES.load(Ordering::Relaxed),
+            phases: if view.cfg.backend == BackendKind::Shoal
+                && view.cfg.distribution == Distribution::Ketama
+                && RATE_KEYS.load(Ordering::Relaxed) > 0
+            {
+                PHASES
+            } else {
+                1
+            },
+            phase: 0,
         }))
     }
 
@@ -991,7 +1022,7 @@ impl Driver {
         self.quiesce(grace).await;
         loop {
             self.estimate_total(&saved).await;
-            match self.move_all(&mut saved).await {
+            match self.move_all(&mut saved, grace).await {
                 Ok(()) => break,
                 Err(Stop::Shutdown) => return,
                 Err(Stop::Cancel) => {
@@ -1003,6 +1034,9 @@ impl Driver {
                     saved.cancelled = !saved.cancelled;
                     saved.sources_done.clear();
                     saved.paused = false;
+                    // Keys of every part may be on either owner now: all are asked about.
+                    saved.phases = 1;
+                    saved.phase = 0;
                     {
                         let mut st = self.control.st.lock();
                         st.cancel = false;
@@ -1101,7 +1135,24 @@ impl Driver {
 
     /// Moves every unfinished source, all at once (each source's scan and its batches
     /// overlap too, see [`move_source`](Self::move_source)).
-    async fn move_all(&self, saved: &mut Saved) -> Result<(), Stop> {
+    /// Moves every part of the key-hash space in turn (one part unless the move is
+    /// phased), persisting each finished part and installing the next.
+    async fn move_all(&self, saved: &mut Saved, grace: Duration) -> Result<(), Stop> {
+        loop {
+            self.move_phase(saved).await?;
+            if saved.phase + 1 >= saved.phases {
+                return Ok(());
+            }
+            saved.phase += 1;
+            saved.sources_done.clear();
+            self.control.persist(saved);
+            install(&self.shared, saved, &self.bases(saved));
+            self.quiesce(grace).await;
+        }
+    }
+
+    /// Moves the current part from every unfinished source, all at once.
+    async fn move_phase(&self, saved: &mut Saved) -> Result<(), Stop> {
         let todo: Vec<usize> = saved.pools[0]
             .members
             .iter()
@@ -1221,8 +1272,17 @@ impl Driver {
             return None;
         }
         let m = pool.moving.as_ref()?;
+        // A phased move takes the current part of the hash space only.
+        let (plo, phi) = match m.phase {
+            Some((groups, current)) => crate::topology::group_bounds(current, groups),
+            None => (0, u32::MAX),
+        };
         let mut groups: Vec<RangeGroup> = Vec::new();
         for (lo, hi, dst) in moving_ranges(&m.old, &m.new, src)? {
+            let (lo, hi) = (lo.max(plo), hi.min(phi));
+            if lo > hi {
+                continue;
+            }
             match groups.iter_mut().find(|g| g.0 == dst) {
                 Some(g) => g.1.push((lo, hi)),
                 None => groups.push((dst, vec![(lo, hi)])),
@@ -1314,6 +1374,12 @@ impl Driver {
                 (rate as usize / 10).clamp(1, tuning().0)
             };
             let limit_s = limit.to_string();
+            // A throttled move reserves its keys before the call, so the slices of all
+            // sources together never burst past the rate.
+            let reserved = if rate == 0 { 0 } else { limit as u64 };
+            if reserved > 0 {
+                throttle_keys(reserved).await;
+            }
             let cursor_s = cursor.to_string();
             let tag = pool.cfg.hash_tag.map_or(Vec::new(), |t| t.to_vec());
             let mut args: Vec<&[u8]> = vec![
@@ -1351,7 +1417,11 @@ impl Driver {
                     let (n, bytes, next, visited) = (int(0), int(1), int(2), int(3));
                     self.moved(saved, n as i64, bytes as i64);
                     self.control.st.lock().keys_scanned += visited;
-                    throttle_keys(n).await;
+                    // Settle the keys reserved before the call: give back what was not
+                    // moved, or take what the last step moved beyond the limit.
+                    if reserved > 0 {
+                        settle_keys(reserved, n).await;
+                    }
                     throttle_bytes(bytes).await;
                     if next == 0 {
                         return Ok(true);
@@ -1644,19 +1714,30 @@ fn replicas_of(info: &str, same_protocol: bool) -> Vec<(String, u16)> {
 
 /// Token bucket over keys/s (live setting; 0 = unlimited).
 async fn throttle_keys(n: u64) {
-    throttle(&KEY_BUCKET, RATE_KEYS.load(Ordering::Relaxed), n).await;
+    throttle(&KEY_BUCKET, RATE_KEYS.load(Ordering::Relaxed), n as f64).await;
 }
 
 async fn throttle_bytes(n: u64) {
-    throttle(&BYTE_BUCKET, RATE_BYTES.load(Ordering::Relaxed), n).await;
+    throttle(&BYTE_BUCKET, RATE_BYTES.load(Ordering::Relaxed), n as f64).await;
+}
+
+/// After a call that reserved `reserved` keys and moved `moved`: the difference goes back
+/// to the bucket (or is taken from it).
+async fn settle_keys(reserved: u64, moved: u64) {
+    let rate = RATE_KEYS.load(Ordering::Relaxed);
+    if moved > reserved {
+        throttle(&KEY_BUCKET, rate, (moved - reserved) as f64).await;
+    } else {
+        throttle(&KEY_BUCKET, rate, -((reserved - moved) as f64)).await;
+    }
 }
 
 static KEY_BUCKET: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
 static BYTE_BUCKET: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
 
-/// Takes `n` tokens from a bucket refilled at `rate` per second (burst: a tenth of a second
-/// of rate), sleeping as long as the debt requires.
-async fn throttle(bucket: &Mutex<Option<(Instant, f64)>>, rate: u64, n: u64) {
+/// Takes `n` tokens (gives them back if negative) from a bucket refilled at `rate` per
+/// second (burst: a tenth of a second of rate), sleeping as long as the debt requires.
+async fn throttle(bucket: &Mutex<Option<(Instant, f64)>>, rate: u64, n: f64) {
     if rate == 0 {
         return;
     }
@@ -1665,8 +1746,9 @@ async fn throttle(bucket: &Mutex<Option<(Instant, f64)>>, rate: u64, n: u64) {
         let now = Instant::now();
         let burst = (rate as f64 / 10.0).max(1.0);
         let (last, tokens) = b.unwrap_or((now, burst));
-        let tokens =
-            (tokens + now.duration_since(last).as_secs_f64() * rate as f64).min(burst) - n as f64;
+        let tokens = ((tokens + now.duration_since(last).as_secs_f64() * rate as f64).min(burst)
+            - n)
+            .min(burst);
         *b = Some((now, tokens));
         if tokens < 0.0 {
             Duration::from_secs_f64(-tokens / rate as f64)
@@ -1723,12 +1805,18 @@ mod tests {
             bytes_moved: 50,
             rate_keys: 100,
             rate_bytes: 0,
+            phases: 4,
+            phase: 2,
         };
         let dir = std::env::temp_dir().join(format!("shoal-reshard-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("state.json");
         write_atomic(&p, &s).unwrap();
         assert_eq!(load_state(&p).unwrap(), Some(s));
+        // A state file from before phases: one part.
+        std::fs::write(&p, r#"{"pools":[],"cancelled":false,"paused":false,"done":false,"sources_done":[],"keys_moved":0,"bytes_moved":0,"rate_keys":0,"rate_bytes":0}"#).unwrap();
+        let old = load_state(&p).unwrap().expect("a state");
+        assert_eq!((old.phases, old.phase), (1, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -1835,5 +1923,28 @@ mod ring_tests {
         }
         let modula = Ring::new(Distribution::Modula, HashKind::Fnv1a_64, &nodes);
         assert!(moving_ranges(&modula, &modula, 0).is_none());
+    }
+
+    #[test]
+    fn hash_groups_and_bounds_agree() {
+        use crate::topology::{group_bounds, hash_group};
+        for groups in [1, 2, 3, 4, 7, 8] {
+            let mut next = 0u64;
+            for g in 0..groups {
+                let (lo, hi) = group_bounds(g, groups);
+                assert_eq!(
+                    u64::from(lo),
+                    next,
+                    "{groups} parts: part {g} starts where {} ended",
+                    g.max(1) - 1
+                );
+                assert!(lo <= hi);
+                for h in [lo, hi, lo + (hi - lo) / 2] {
+                    assert_eq!(hash_group(h, groups), g, "{groups} parts, hash {h}");
+                }
+                next = u64::from(hi) + 1;
+            }
+            assert_eq!(next, 1 << 32);
+        }
     }
 }

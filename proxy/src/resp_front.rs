@@ -66,6 +66,8 @@ struct Session {
     multi_aborted: bool,
     /// The dedicated connection of a WATCH/MULTI (server index, connection).
     pinned: Option<(usize, Rc<BackendConn>)>,
+    /// Held while `pinned` is set (see `topology::OwnedRouteTicket`).
+    pin_ticket: Option<crate::topology::OwnedRouteTicket>,
     /// The dedicated connections of pub/sub, per server index.
     subs: Vec<Option<Rc<BackendConn>>>,
     subscribed: bool,
@@ -153,6 +155,7 @@ where
         multi: false,
         multi_aborted: false,
         pinned: None,
+        pin_ticket: None,
         subs: vec![None; nservers],
         subscribed: false,
         channels: Vec::new(),
@@ -206,7 +209,10 @@ where
         let started = Instant::now();
         // Held until this batch's replies are in (see topology::RouteGate).
         let _ticket = worker.route_ticket();
-        if worker.shared.version() != pool_version {
+        // A pinned session (transaction, WATCH) routes with the view it pinned under until
+        // it unpins; its pin ticket holds back the reshard's next phase meanwhile (see
+        // topology::OwnedRouteTicket).
+        if sess.pinned.is_none() && worker.shared.version() != pool_version {
             let topo = worker.topology();
             pool = topo.pools[pool_idx].clone();
             pool_version = topo.version;
@@ -1014,10 +1020,12 @@ fn pin(ctx: &Ctx<'_>, sess: &mut Session, server: usize) -> Rc<BackendConn> {
         .worker
         .checkout(ctx.pool_idx, &ctx.pool.cfg, &addr, wire_of(sess.proto));
     sess.pinned = Some((server, conn.clone()));
+    sess.pin_ticket = Some(ctx.worker.pin_ticket());
     conn
 }
 
 fn unpin(ctx: &Ctx<'_>, sess: &mut Session) {
+    sess.pin_ticket = None;
     if let Some((_, conn)) = sess.pinned.take() {
         ctx.worker.checkin(ctx.pool_idx, conn, wire_of(sess.proto));
     }
@@ -1459,6 +1467,7 @@ fn local_command(ctx: &Ctx<'_>, sess: &mut Session, local: &mut BytesMut) -> Out
     if eq(name, b"RESET") {
         sess.multi = false;
         sess.multi_aborted = false;
+        sess.pin_ticket = None;
         if let Some((_, c)) = sess.pinned.take() {
             c.close();
         }

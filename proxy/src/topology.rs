@@ -99,6 +99,30 @@ pub struct PoolView {
 pub struct Moving {
     pub old: Ring,
     pub new: Ring,
+    /// Phased moves (ketama Shoal pools): `(groups, current)`. The key-hash space is cut
+    /// in `groups` equal parts moved one after the other; a moving key of a part before
+    /// `current` is on its new owner, after it still on its old owner (both are routed
+    /// there directly), and only the keys of part `current` are asked about. None: every
+    /// moving key is asked about (always correct, wherever the key is).
+    pub phase: Option<(usize, usize)>,
+}
+
+/// Which of `groups` equal parts of the 32-bit key-hash space `h` is in.
+#[inline]
+pub fn hash_group(h: u32, groups: usize) -> usize {
+    ((u64::from(h) * groups as u64) >> 32) as usize
+}
+
+/// The inclusive key-hash range of part `g` of `groups` (see [`hash_group`]).
+pub fn group_bounds(g: usize, groups: usize) -> (u32, u32) {
+    let start = |g: usize| ((g as u64) << 32).div_ceil(groups as u64);
+    let lo = start(g);
+    let hi = if g + 1 >= groups {
+        u64::from(u32::MAX)
+    } else {
+        start(g + 1) - 1
+    };
+    (lo as u32, hi as u32)
 }
 
 impl PoolView {
@@ -131,7 +155,12 @@ impl PoolView {
     /// A pool in the middle of a reshard: `cfg.servers` lists every server of either ring;
     /// `old_weight[i]` / `new_weight[i]` are server `i`'s weight on each ring (0: not on it).
     /// Ejection is suspended while keys move: both rings are fixed by membership.
-    pub fn resharding(cfg: Arc<PoolConfig>, old_weight: &[u32], new_weight: &[u32]) -> PoolView {
+    pub fn resharding(
+        cfg: Arc<PoolConfig>,
+        old_weight: &[u32],
+        new_weight: &[u32],
+        phase: Option<(usize, usize)>,
+    ) -> PoolView {
         let base = PoolView::from_config(cfg);
         let ring_of = |w: &[u32]| {
             let nodes: Vec<_> = base
@@ -151,6 +180,7 @@ impl PoolView {
         let moving = Moving {
             old: ring_of(old_weight),
             new: ring_of(new_weight),
+            phase,
         };
         PoolView {
             ring: ring_of(old_weight),
@@ -180,7 +210,10 @@ impl PoolView {
         }
     }
 
-    /// `(old owner, new owner)` of a key; equal unless a reshard moves it.
+    /// Where a request for `key` goes: `(old owner, new owner)`, equal unless a reshard
+    /// moves the key and it must be asked about on its old owner. In a phased move a key
+    /// whose part of the hash space has moved already gets `(new, new)`, one whose part
+    /// has not started `(old, old)` (see [`Moving::phase`]).
     #[inline]
     pub fn route(&self, key: &[u8]) -> (usize, usize) {
         let k = shoal_client::ring::hash_tag(key, self.cfg.hash_tag);
@@ -189,7 +222,22 @@ impl PoolView {
                 let s = self.ring.locate(k).unwrap_or(0);
                 (s, s)
             }
-            Some(m) => (m.old.locate(k).unwrap_or(0), m.new.locate(k).unwrap_or(0)),
+            Some(m) => {
+                let (o, n) = (m.old.locate(k).unwrap_or(0), m.new.locate(k).unwrap_or(0));
+                match m.phase {
+                    Some((groups, current)) if o != n => {
+                        let g = hash_group(m.old.key_hash(k), groups);
+                        if g < current {
+                            (n, n)
+                        } else if g > current {
+                            (o, o)
+                        } else {
+                            (o, n)
+                        }
+                    }
+                    _ => (o, n),
+                }
+            }
         }
     }
 
@@ -276,6 +324,33 @@ impl RouteGate {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// A session pinned to one server for a while (a transaction or WATCH), counted like a
+/// batch in flight until it unpins, so a phased reshard does not move a key of the next
+/// part of the hash space while a transaction that routed by the earlier phase is open
+/// (see [`Moving::phase`]).
+pub struct OwnedRouteTicket {
+    counts: Arc<GateCounts>,
+    parity: usize,
+}
+
+impl RouteGate {
+    /// An [`OwnedRouteTicket`] on `counts`.
+    pub fn enter_owned(&self, counts: &Arc<GateCounts>) -> OwnedRouteTicket {
+        let parity = (self.epoch.load(Ordering::SeqCst) & 1) as usize;
+        counts.0[parity].fetch_add(1, Ordering::SeqCst);
+        OwnedRouteTicket {
+            counts: counts.clone(),
+            parity,
+        }
+    }
+}
+
+impl Drop for OwnedRouteTicket {
+    fn drop(&mut self) {
+        self.counts.0[self.parity].fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -73,6 +73,12 @@ impl Worker {
         self.shared.gate.enter(&self.gate)
     }
 
+    /// A route ticket held while a session is pinned (see
+    /// [`OwnedRouteTicket`](crate::topology::OwnedRouteTicket)).
+    pub fn pin_ticket(&self) -> crate::topology::OwnedRouteTicket {
+        self.shared.gate.enter_owned(&self.gate)
+    }
+
     /// A fresh client id (process-wide, like Redis' CLIENT ID).
     pub fn client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
