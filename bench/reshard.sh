@@ -260,38 +260,24 @@ reshard_add() {
 # elapsed_seconds. Sets T_DONE (first poll that saw done/failed, or empty), FINAL_STATE,
 # MOVED_KEYS, MOVED_BYTES, STATUS_ERROR.
 poll_status() {
-    local tag=$1 csv=$2 t0=$3 t st text deadline
+    local tag=$1 csv=$2 t0=$3 deadline out
     STATUS_CSV=$csv
     echo "unix_s,t_seconds,state,keys_moved,bytes_moved,keys_scanned,keys_total,elapsed_seconds" >"$csv"
     echo "$T_ADD,$(fsub "$T_ADD" "$t0"),add,0,0,0,0,0" >>"$csv"
     deadline=$(awk -v a="$T_ADD" -v m="$MAX_MOVE" 'BEGIN { printf "%.3f", a + m }')
     T_DONE="" FINAL_STATE=unfinished
-    while :; do
-        text=$(pin "$GEN_CPU" timeout 5 redis-cli -h 127.0.0.1 -p "$PROXY_PORT" SHOAL RESHARD STATUS 2>/dev/null | tr -d '\r' || true)
-        t=$(now)
-        st=$(awk -F: -v t="$t" -v t0="$t0" '
-            { v[$1] = substr($0, length($1) + 2) }
-            END { if (v["state"] == "") exit 1
-                  printf "%s,%.3f,%s,%d,%d,%d,%d,%s\n", t, t - t0, v["state"], v["keys_moved"], v["bytes_moved"],
-                      v["keys_scanned"], v["keys_total"], v["elapsed_seconds"] }' <<<"$text") || st=""
-        if [[ -n $st ]]; then
-            echo "$st" >>"$csv"
-            STATUS_ERROR=$(awk -F: '$1 == "error" { print substr($0, 7) }' <<<"$text")
-            case $(cut -d, -f3 <<<"$st") in
-                done|failed)
-                    T_DONE=$t FINAL_STATE=$(cut -d, -f3 <<<"$st")
-                    MOVED_KEYS=$(cut -d, -f4 <<<"$st") MOVED_BYTES=$(cut -d, -f5 <<<"$st")
-                    return 0 ;;
-            esac
-        fi
-        kill -0 "$PROXY_PID" 2>/dev/null || { FINAL_STATE="proxy died"; return 0; }
-        if awk -v t="$t" -v d="$deadline" 'BEGIN { exit !(t > d) }'; then
-            log "$tag: the move is still running after MAX_MOVE=$MAX_MOVE s"
-            MOVED_KEYS=$(tail -1 "$csv" | cut -d, -f4) MOVED_BYTES=$(tail -1 "$csv" | cut -d, -f5)
-            return 0
-        fi
-        sleep "$(awk -v ms="$POLL_MS" 'BEGIN { printf "%.3f", ms / 1000 }')"
-    done
+    # One process with one connection (bench/status_poll.py): a shell loop forking
+    # redis-cli/awk/date every poll disturbed the load generator's core.
+    out=$(pin "$GEN_CPU" "$PYTHON" "$ROOT/bench/status_poll.py" "$PROXY_PORT" "$csv" "$t0" "$deadline" "$POLL_MS" "$PROXY_PID") || true
+    local first
+    first=$(head -1 <<<"$out")
+    STATUS_ERROR=$(sed -n 2p <<<"$out")
+    read -r T_DONE FINAL_STATE MOVED_KEYS MOVED_BYTES <<<"$first"
+    case $FINAL_STATE in
+        done|failed) ;;
+        proxy-died) T_DONE="" FINAL_STATE="proxy died" ;;
+        *) T_DONE="" FINAL_STATE=unfinished; log "$tag: the move is still running after MAX_MOVE=$MAX_MOVE s" ;;
+    esac
 }
 
 # log_times: the proxy's own timestamps of "reshard of redis started" / "finished" (its log
