@@ -52,8 +52,22 @@ const SCAN_COUNT: &str = "4096";
 /// Keys per `SHOAL.MIGRATE` (unthrottled; `SHOAL_RESHARD_BATCH` overrides it, for
 /// benchmarks).
 const BATCH: usize = 512;
+/// Most keys per batch of a throttled move (`SHOAL_RESHARD_THROTTLED_BATCH` overrides it).
+const THROTTLED_BATCH_DEFAULT: usize = 128;
+
 /// `SHOAL.MIGRATE` calls in flight per source (`SHOAL_RESHARD_MOVERS` overrides it).
 const MOVERS: usize = 4;
+
+/// Most keys per batch of a throttled move (see [`THROTTLED_BATCH_DEFAULT`]).
+fn throttled_batch() -> usize {
+    static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("SHOAL_RESHARD_THROTTLED_BATCH")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(THROTTLED_BATCH_DEFAULT, |v| v.clamp(1, 10_000))
+    })
+}
 
 /// The migration's batch size and movers per source (read once; see [`BATCH`]).
 fn tuning() -> (usize, usize) {
@@ -1366,12 +1380,13 @@ impl Driver {
             }
             let (host, port) = split_addr(&pool.servers[dst].primary);
             let port_s = port.to_string();
-            // A throttled reshard moves in bursts of at most a tenth of a second of rate.
+            // A throttled reshard moves small batches (at most a tenth of a second of rate,
+            // and THROTTLED_BATCH): clients asking for a key in flight wait for its batch.
             let rate = RATE_KEYS.load(Ordering::Relaxed);
             let limit = if rate == 0 {
                 tuning().0
             } else {
-                (rate as usize / 10).clamp(1, tuning().0)
+                (rate as usize / 10).clamp(1, tuning().0.min(throttled_batch()))
             };
             let limit_s = limit.to_string();
             // A throttled move reserves its keys before the call, so the slices of all
@@ -1529,7 +1544,7 @@ impl Driver {
             let batch = if rate == 0 {
                 max
             } else {
-                (rate as usize / 10).clamp(1, max)
+                (rate as usize / 10).clamp(1, max.min(throttled_batch()))
             };
             for (dst, keys) in groups.iter_mut().enumerate() {
                 for chunk in keys.chunks(batch) {
