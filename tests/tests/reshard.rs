@@ -62,6 +62,15 @@
 //!   be unexpected; afterwards every preloaded key is on its final-ring owner only, with
 //!   its value, flags and TTL (within a few seconds), and the counters hold every
 //!   acknowledged increment.
+//! * `reshard_transactions_on_moving_keys`: during a throttled ADD, one client runs
+//!   WATCH/GET/MULTI/INCR/EXEC and MULTI/INCRBY/GET/EXEC on 600 counters whose owner
+//!   changes: no error and no aborted EXEC, every reply exact, the final counts exact, and
+//!   the migrator moves fewer keys than the ring change gives (the rest were pulled by
+//!   the transactions).
+//!
+//! Throttled tests set `RATE` before the reshard: the plan takes it (and, for Shoal pools,
+//! moves in phases), and an unthrottled move of a test's few thousand keys would end
+//! before a later `RATE` arrived.
 //!
 //! The tests that need the live-resharding proxy fail at once with a clear message when
 //! the proxy does not know `SHOAL RESHARD`. Readiness is polled with deadlines; the
