@@ -7,9 +7,18 @@
 //!  admin SHOAL RESHARD / config change ──► Control (plan) ──► control thread
 //!      install both rings (PoolView::resharding) ─► workers route moving keys with
 //!      SHOAL.ASK to the old owner, falling back to the new owner on SHOALMOVED
-//!      scan every old owner (SCAN), pick keys whose owner changes, SHOAL.MIGRATE them
-//!      in batches (throttled) ─► all scanned: install the new ring alone, persist "done"
+//!      every old owner at once: ketama Shoal pools send each source its moving hash
+//!      ranges (SHOAL.MIGRATE … SCAN, 4 keyspace slices in parallel: the source finds
+//!      and ships the keys); otherwise SCAN, pick keys whose owner changes, SHOAL.MIGRATE
+//!      (or the plain backends' steps, reshard_plain.rs) them in batches (throttled)
+//!      ─► all scanned: install the new ring alone, persist "done"
 //! ```
+//!
+//! * **Phases.** A throttled move of a ketama Shoal pool moves the key-hash space in
+//!   [`PHASES`] parts, one after the other (`topology::Moving::phase`): only the part in
+//!   progress is asked about. The part is persisted; cancel drops the phases.
+//! * **Route gate.** After installing a view the control thread waits until every client
+//!   batch routed with an earlier one is answered (`topology::RouteGate`) before scanning.
 //!
 //! * **One reshard at a time**, for a pool and its *siblings*: other Shoal pools whose
 //!   servers have the same names, weights, hash, distribution and hash tag (a memcache
