@@ -15,7 +15,7 @@
 //! ```
 //!
 //! * **Phases.** A throttled move of a ketama Shoal pool moves the key-hash space in
-//!   [`PHASES`] parts, one after the other (`topology::Moving::phase`): only the part in
+//!   `PHASES` (4) parts, one after the other (`topology::Moving::phase`): only the part in
 //!   progress is asked about. The part is persisted; cancel drops the phases.
 //! * **Route gate.** After installing a view the control thread waits until every client
 //!   batch routed with an earlier one is answered (`topology::RouteGate`) before scanning.
