@@ -624,38 +624,74 @@ fn history_clean_without_reshard() {
 
 #[test]
 fn reshard_3_4_5_3_history() {
+    // The CI form: 1 round of 20,000 RESP + 2,000 memcache keys. The long form (a
+    // benchmark, bench/reshard-history.sh): SHOAL_RESHARD_ROUNDS rounds of the cycle,
+    // SHOAL_RESHARD_SCALE times the keys and the rate.
+    let env = |name: &str, max: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(1, |v| v.clamp(1, max))
+    };
+    let (rounds, scale) = (
+        env("SHOAL_RESHARD_ROUNDS", 50),
+        env("SHOAL_RESHARD_SCALE", 50),
+    );
     let servers: Vec<ServerProc> = (0..5).map(|_| spawn_shoal()).collect();
     let pairs: Vec<(usize, &ServerProc)> = servers.iter().enumerate().take(3).collect();
     let proxy = ProxyProc::start(&sibling_pools(&pairs));
     let (rp, mp) = (proxy.port(REDIS_POOL), proxy.port(MC_POOL));
     require_reshard(rp);
-    let pre = preload(rp, Some(mp), 20_000, 2_000, false);
-    let load = Load::start(load_config(rp, Some(mp), "ha"));
+    let pre = preload(rp, Some(mp), 20_000 * scale, 2_000 * scale, false);
+    let mut cfg = load_config(rp, Some(mp), "ha");
+    cfg.max_duration = Duration::from_secs(150 * rounds as u64);
+    cfg.max_ops_per_thread *= rounds as u64;
+    let load = Load::start(cfg);
     load.wait_for_ops(500, Duration::from_secs(15));
 
-    // 3 -> 4 -> 5 -> 4 (an original server leaves) -> 3.
-    let steps: [(&str, usize); 4] = [("ADD", 3), ("ADD", 4), ("REMOVE", 0), ("REMOVE", 3)];
-    for (op, i) in steps {
-        let what = format!("{op} {}", name(i));
-        eprintln!("[reshard] {} {what}", at(&load));
-        rate_first(rp, 2_500);
-        if op == "ADD" {
-            reshard_ok(rp, &["ADD", &add_args(servers[i].resp_port()), &name(i)]);
-        } else {
-            reshard_ok(rp, &["REMOVE", &name(i)]);
+    // Each round: 3 -> 4 -> 5 -> 4 (the oldest member leaves) -> 3 (the next oldest);
+    // the first is ADD 3, ADD 4, REMOVE 0, REMOVE 3 (an original and a new server leave).
+    let mut active: Vec<usize> = vec![0, 1, 2];
+    for round in 0..rounds {
+        let spare: Vec<usize> = (0..5).filter(|i| !active.contains(i)).collect();
+        let steps = [
+            ("ADD", spare[0]),
+            ("ADD", spare[1]),
+            ("REMOVE", active[0]),
+            ("REMOVE", spare[0]),
+        ];
+        for (op, i) in steps {
+            let what = format!("round {round}: {op} {}", name(i));
+            eprintln!("[reshard] {} {what}", at(&load));
+            rate_first(rp, 2_500 * scale as u64);
+            if op == "ADD" {
+                reshard_ok(rp, &["ADD", &add_args(servers[i].resp_port()), &name(i)]);
+                active.push(i);
+            } else {
+                reshard_ok(rp, &["REMOVE", &name(i)]);
+                active.retain(|&a| a != i);
+            }
+            // Throttled so that keys move for a few seconds while the clients run.
+            running_at_rate(rp, 2_500 * scale as u64);
+            let st = wait_done(rp, &what, Duration::from_secs(60 * scale as u64));
+            eprintln!("[reshard] {} {what} done", at(&load));
+            assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
+            // The clients are still served between reshards.
+            load.wait_for_ops(200, Duration::from_secs(15));
         }
-        // Throttled so that keys move for a few seconds while the clients run.
-        running_at_rate(rp, 2_500);
-        let st = wait_done(rp, &what, Duration::from_secs(60));
-        eprintln!("[reshard] {} {what} done", at(&load));
-        assert!(moved(&st) > 0, "{what} moved no key: {st:?}");
-        // The clients are still served between reshards.
-        load.wait_for_ops(200, Duration::from_secs(15));
     }
     let h = finish(load, rp, Some(mp), &CheckOptions::default(), "3-4-5-3");
 
     report_fails("preloaded keys", &verify_preload(&pre, rp, Some(mp)));
-    let final_names: Vec<String> = [1, 2, 4].into_iter().map(name).collect();
+    let mut final_names: Vec<String> = active.iter().map(|&i| name(i)).collect();
+    final_names.sort();
+    if rounds == 1 {
+        assert_eq!(
+            final_names,
+            [1, 2, 4].map(name),
+            "the first round's servers"
+        );
+    }
     assert_eq!(
         topology_names(rp),
         final_names,
