@@ -1,6 +1,7 @@
 //! Replication within a shard, end to end: real `shoal-server` processes, a
 //! primary and replicas on loopback, concurrent writers over RESP and memcache,
-//! links cut (CLIENT KILL, kill -9), promotion and fencing of a returning primary.
+//! links cut (CLIENT KILL, kill -9), promotion and fencing of a returning primary,
+//! and chained replicas (a replica of a replica, through a promotion).
 //!
 //! Readiness is always polled (INFO, ROLE, DEBUG DIGEST) with a deadline; no
 //! loop is unbounded and no fixed sleep stands in for a signal.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use shoal_tests::memcache::McConn;
-use shoal_tests::resp::{parse, RespConn};
+use shoal_tests::resp::{encode_command, parse, RespConn};
 use shoal_tests::servers::{free_port, shoal_server_bin};
 
 /// A shoal-server child process; killed (-9) on drop.
@@ -296,6 +297,30 @@ impl SeedCompat for rand::rngs::StdRng {
     }
 }
 
+/// SETs with long TTLs on fresh keys (`SET .. EX`, and `SET` + `PEXPIRE`,
+/// pipelined so several land in the same millisecond) until `stop`: a key is
+/// never touched again, so a replica that resolved a relative TTL on any clock
+/// but the primary's keeps a different absolute expiry (and digest) for good
+/// instead of until the key expires.
+fn ttl_writer(port: u16, tag: u64, stop: Arc<AtomicBool>, max: usize) -> usize {
+    let mut c = RespConn::connect(port);
+    let mut n = 0;
+    let mut batch = Vec::new();
+    while !stop.load(Ordering::Relaxed) && n < max {
+        let (k1, k2) = (format!("t{tag}-{n}-a"), format!("t{tag}-{n}-b"));
+        batch.clear();
+        batch.extend(encode_command(&["SET", &k1, "v", "EX", "100000"]));
+        batch.extend(encode_command(&["SET", &k2, "v"]));
+        batch.extend(encode_command(&["PEXPIRE", &k2, "100000000"]));
+        c.send(&batch);
+        for _ in 0..3 {
+            let _ = c.read_reply();
+        }
+        n += 3;
+    }
+    n
+}
+
 fn spawn_writers(
     port: u16,
     mc: u16,
@@ -542,4 +567,122 @@ fn stale_replica_and_min_replicas() {
         "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
     );
     assert_eq!(info(r.port, "master_link_status").as_deref(), Some("down"));
+}
+
+/// A → B → C: C replicates from the replica B and receives A's stream as B
+/// applies it (same replication id and offsets as A). C attaches while the
+/// writes run (a full sync served by a replica) and B's own link to A is cut
+/// and resumes partially meanwhile, without C noticing.
+#[test]
+fn chained_replica_follows_the_stream() {
+    // A backlog that outlasts B's reconnect (0.5 s) under this write rate.
+    let backlog = ["--repl-backlog-size".to_string(), "32mb".to_string()];
+    let a = Node::start("chain-a", &backlog);
+    let b = Node::start("chain-b", &[&backlog[..], &a.replicaof_args()].concat());
+    wait_until("B's link to A", 10, || link_up(b.port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = spawn_writers(a.port, a.mc, &stop, 100_000);
+    let s = stop.clone();
+    writers.push(std::thread::spawn(move || {
+        ttl_writer(a.port, 1, s, 300_000)
+    }));
+    wait_until("writes on A", 15, || {
+        info_u64(a.port, "master_repl_offset") > 100_000
+    });
+    let c = Node::start("chain-c", &[&backlog[..], &b.replicaof_args()].concat());
+    wait_until("C's link to B", 15, || link_up(c.port));
+    let mark = info_u64(a.port, "master_repl_offset");
+    wait_until("more writes on A after C attached", 15, || {
+        info_u64(a.port, "master_repl_offset") > mark + 100_000
+    });
+    // B's link to A drops and comes back (partial resync); C stays attached to B.
+    assert_eq!(
+        text(b.port, &["CLIENT", "KILL", "TYPE", "master"]),
+        ":1\r\n"
+    );
+    wait_until("B's partial resync with A", 10, || {
+        info_u64(a.port, "sync_partial_ok") == 1 && link_up(b.port)
+    });
+    let mark = info_u64(a.port, "master_repl_offset");
+    wait_until("more writes on A after B resynced", 15, || {
+        info_u64(a.port, "master_repl_offset") > mark + 100_000
+    });
+    stop.store(true, Ordering::Relaxed);
+    let n = join(writers);
+    assert!(n > 1000, "writers ran {n} commands");
+    converged(a.port, &[b.port, c.port]);
+    assert_ne!(digest(c.port), "0".repeat(40));
+    // C follows B but carries A's history: same replication id and offsets.
+    assert_eq!(info(c.port, "role").as_deref(), Some("slave"));
+    assert_eq!(info(c.port, "master_host").as_deref(), Some("127.0.0.1"));
+    assert_eq!(info_u64(c.port, "master_port"), u64::from(b.port));
+    assert_eq!(info(c.port, "master_link_status").as_deref(), Some("up"));
+    let a_id = info(a.port, "master_replid").expect("A's replid");
+    assert_eq!(info(b.port, "master_replid").as_deref(), Some(&*a_id));
+    assert_eq!(info(c.port, "master_replid").as_deref(), Some(&*a_id));
+    // One full sync each (A → B, B → C), B's resync was partial, and C never
+    // reconnected (it would show on B as a full or a partial sync).
+    assert_eq!(info_u64(a.port, "sync_full"), 1);
+    assert_eq!(info_u64(a.port, "sync_partial_ok"), 1);
+    assert_eq!(info_u64(b.port, "sync_full"), 1);
+    assert_eq!(info_u64(b.port, "sync_partial_ok"), 0);
+    assert_eq!(info_u64(a.port, "connected_slaves"), 1);
+    assert_eq!(info_u64(b.port, "connected_slaves"), 1);
+    assert!(info(b.port, "slave0").is_some_and(|s| s.contains(&format!("port={}", c.port))));
+    // Both replicas refuse writes, on both protocols.
+    for port in [b.port, c.port] {
+        let ro = text(port, &["SET", "x", "1"]);
+        assert!(ro.starts_with("-READONLY"), "{ro}");
+    }
+    let mut m = McConn::connect(c.mc);
+    let r = m.request(b"set x 0 0 1\r\n1\r\n");
+    assert!(r.describe().starts_with("SERVER_ERROR"), "{}", r.describe());
+}
+
+/// A → B → C, then A dies and B is promoted: C continues from B with a partial
+/// resync (PSYNC2: B keeps A's id as replid2) and converges to B's new writes.
+#[test]
+fn chained_replica_survives_promotion_of_its_master() {
+    let mut a = Node::start("chainp-a", &[]);
+    let b = Node::start("chainp-b", &a.replicaof_args());
+    wait_until("B's link to A", 10, || link_up(b.port));
+    let c = Node::start("chainp-c", &b.replicaof_args());
+    wait_until("C's link to B", 10, || link_up(c.port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = spawn_writers(a.port, a.mc, &stop, 600);
+    let s = stop.clone();
+    writers.push(std::thread::spawn(move || ttl_writer(a.port, 2, s, 2000)));
+    join(writers);
+    converged(a.port, &[b.port, c.port]);
+    let a_id = info(a.port, "master_replid").expect("A's replid");
+    assert_eq!(info(c.port, "master_replid").as_deref(), Some(&*a_id));
+    a.kill9();
+    wait_until("B to notice A is gone", 10, || !link_up(b.port));
+    // B's link being down does not cut C off B (Redis keeps sub-replicas).
+    assert!(link_up(c.port), "C lost its link to B when A died");
+    let b_full = info_u64(b.port, "sync_full");
+    assert_eq!(b_full, 1);
+    assert_eq!(text(b.port, &["REPLICAOF", "NO", "ONE"]), "+OK\r\n");
+    assert_eq!(info(b.port, "role").as_deref(), Some("master"));
+    let b_id = info(b.port, "master_replid").expect("B's replid");
+    assert_ne!(b_id, a_id);
+    assert_eq!(info(b.port, "master_replid2").as_deref(), Some(&*a_id));
+    // Writes on the new primary while C reconnects to it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = spawn_writers(b.port, b.mc, &stop, 600);
+    let s = stop.clone();
+    writers.push(std::thread::spawn(move || ttl_writer(b.port, 3, s, 2000)));
+    wait_until("C's link to the promoted B", 10, || {
+        info(c.port, "master_replid").as_deref() == Some(&*b_id) && link_up(c.port)
+    });
+    let n = join(writers);
+    assert!(n > 1000, "writers ran {n} commands");
+    converged(b.port, &[c.port]);
+    // PSYNC2: C continued from the shared history, no new full sync.
+    assert_eq!(info_u64(b.port, "sync_full"), b_full, "C full-synced again");
+    assert_eq!(info_u64(b.port, "sync_partial_ok"), 1);
+    assert_eq!(info(c.port, "master_replid2").as_deref(), Some(&*a_id));
+    assert_eq!(info_u64(c.port, "master_port"), u64::from(b.port));
+    let ro = text(c.port, &["SET", "x", "1"]);
+    assert!(ro.starts_with("-READONLY"), "{ro}");
 }

@@ -212,6 +212,10 @@ pub struct Repl {
     pub down_since_ms: AtomicU64,
     /// Offset processed from the primary (slave_repl_offset).
     pub applied: AtomicU64,
+    /// Replica: the last `SHOAL.CLOCK` of the stream applied here (0 = none).
+    /// Frames that follow it without a new record (same millisecond) run at this
+    /// clock, also after a partial resync and on a sub-replica's full sync.
+    pub stream_clock: AtomicU64,
     /// Replicas attached here.
     pub replicas: Mutex<Vec<Arc<ReplicaPeer>>>,
     removed: Mutex<Vec<Vec<u8>>>,
@@ -306,6 +310,7 @@ impl Repl {
             last_io_ms: AtomicU64::new(0),
             down_since_ms: AtomicU64::new(now_ms()),
             applied: AtomicU64::new(0),
+            stream_clock: AtomicU64::new(0),
             replicas: Mutex::new(Vec::new()),
             removed: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(0),

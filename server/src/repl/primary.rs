@@ -223,6 +223,13 @@ async fn full_sync(
         peer.need.store(offset + 1, Ordering::Relaxed);
         peer.state.store(1, Ordering::Relaxed);
         repl.replicas.lock().push(peer.clone());
+        // A replica serving a sub-replica forwards its primary's stream, whose
+        // frames after `offset` may rely on a clock record sent before it.
+        let clock = repl.stream_clock.load(Ordering::Relaxed);
+        if repl.is_replica() && clock != 0 {
+            let mut b = itoa::Buffer::new();
+            q.push(frame(&[b"SHOAL.CLOCK", b.format(clock).as_bytes()]));
+        }
         let qh = q.clone();
         shared
             .keyspace

@@ -303,6 +303,7 @@ async fn load_snapshot(
     let repl = &shared.repl;
     let ks = &shared.keyspace;
     repl.loading.store(true, Ordering::SeqCst);
+    repl.stream_clock.store(0, Ordering::Relaxed);
     {
         let _st = repl.stream.lock();
         let lazy = ks.len() > 65_536;
@@ -329,6 +330,15 @@ async fn load_snapshot(
                     let name = req.arg(0);
                     if name.eq_ignore_ascii_case(b"shoal.restore") && req.len() == 6 {
                         restore_record(shared, &req, now);
+                    } else if name.eq_ignore_ascii_case(b"shoal.clock") {
+                        // From a primary that is itself a replica: the stream
+                        // clock at the sync point.
+                        if let Some(t) = std::str::from_utf8(req.arg(1))
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok())
+                        {
+                            repl.stream_clock.store(t, Ordering::Relaxed);
+                        }
                     } else if name.eq_ignore_ascii_case(b"shoal.snapshot.end") {
                         end = Some(
                             std::str::from_utf8(req.arg(1))
@@ -449,7 +459,12 @@ async fn stream_loop(
         max_bulk_len: usize::MAX >> 1,
         ..Limits::default()
     };
-    let mut clock = now_ms();
+    // The stream continues where the last link (or the snapshot) left it: frames
+    // before the next SHOAL.CLOCK belong to the last clock record applied.
+    let mut clock = match repl.stream_clock.load(Ordering::Relaxed) {
+        0 => now_ms(),
+        t => t,
+    };
     let mut out = BytesMut::with_capacity(4096);
     let mut ack_tick = tokio::time::interval(Duration::from_secs(1));
     {
@@ -476,6 +491,7 @@ async fn stream_loop(
                                     .and_then(|s| s.parse::<u64>().ok())
                                 {
                                     clock = t;
+                                    repl.stream_clock.store(t, Ordering::Relaxed);
                                 }
                             } else if name.eq_ignore_ascii_case(b"replconf") {
                                 want_ack |=
