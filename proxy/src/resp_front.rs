@@ -93,6 +93,8 @@ struct Session {
     out_idx: usize,
     /// Scratch for wrapped requests.
     wrap: BytesMut,
+    /// Names of the pool's servers the per-server vectors above are indexed by.
+    names: Vec<String>,
     /// Keys this session pulled to their new owner during a reshard (see
     /// [`crate::pull`]), with that owner: routed there directly while it is their new owner.
     pulled: Vec<(Vec<u8>, usize)>,
@@ -171,6 +173,11 @@ where
         out_idx: 0,
         wrap: BytesMut::new(),
         pulled: Vec::new(),
+        names: topo0.pools[pool_idx]
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
     };
     let mut scratch = BytesMut::new();
     let mut key_idx = Vec::new();
@@ -220,11 +227,9 @@ where
                 sess.pulled.clear();
             }
         }
-        if sess.written.len() != pool.servers.len() {
-            // A reload changed the pool's servers.
-            sess.written.resize(pool.servers.len(), false);
-            sess.last_write_us.resize(pool.servers.len(), 0);
-            sess.subs.resize(pool.servers.len(), None);
+        if !same_servers(&sess.names, &pool) {
+            // A reload or a reshard changed the pool's servers.
+            remap_servers(&mut sess, &pool);
         }
         // Routing below is synchronous: every shared connection it picks is this client's.
         worker.set_affinity(sess.id);
@@ -383,6 +388,39 @@ where
     for c in sess.held.drain(..) {
         c.close();
     }
+}
+
+/// Whether `names` are the servers of `pool`, in order.
+fn same_servers(names: &[String], pool: &PoolView) -> bool {
+    names.len() == pool.servers.len() && names.iter().zip(&pool.servers).all(|(n, s)| *n == s.name)
+}
+
+/// Re-indexes the session's per-server state (written since WAIT, last write times,
+/// pub/sub connections) by server name after the pool's server list changed: a server
+/// removed from the middle must not hand its state to the one after it.
+fn remap_servers(sess: &mut Session, pool: &PoolView) {
+    let n = pool.servers.len();
+    let mut written = vec![false; n];
+    let mut last = vec![0; n];
+    let mut subs: Vec<Option<Rc<BackendConn>>> = vec![None; n];
+    for (i, old) in sess.names.iter().enumerate() {
+        match pool.servers.iter().position(|s| s.name == *old) {
+            Some(j) => {
+                written[j] = sess.written.get(i).copied().unwrap_or(false);
+                last[j] = sess.last_write_us.get(i).copied().unwrap_or(0);
+                subs[j] = sess.subs.get_mut(i).and_then(Option::take);
+            }
+            None => {
+                if let Some(c) = sess.subs.get_mut(i).and_then(Option::take) {
+                    c.close();
+                }
+            }
+        }
+    }
+    sess.written = written;
+    sess.last_write_us = last;
+    sess.subs = subs;
+    sess.names = pool.servers.iter().map(|s| s.name.clone()).collect();
 }
 
 /// Sends moving keys' requests on to their new owners (or asks again) until every one
