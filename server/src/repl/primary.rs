@@ -325,7 +325,6 @@ async fn feed(
     mut next: u64,
 ) {
     let repl = &shared.repl;
-    let mut rx = repl.subscribe();
     let killed = handle.kill.notified();
     tokio::pin!(killed);
     let mut args = Args::new();
@@ -356,8 +355,11 @@ async fn feed(
             continue;
         }
         let timeout = Duration::from_secs(repl.timeout.load(Ordering::Relaxed));
+        let Some(grew) = repl.wait_for_growth(next) else {
+            continue;
+        };
         tokio::select! {
-            _ = rx.changed() => {}
+            () = grew => {}
             _ = &mut killed => return,
             _ = tokio::time::sleep(timeout) => {
                 if peer.lag_secs() >= timeout.as_secs() {
