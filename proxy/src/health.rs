@@ -558,7 +558,8 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
             pools.push(Arc::new(carry_runtime_state(old, fresh)));
             continue;
         }
-        if before != n.servers {
+        // Line numbers and replica lists do not move keys: only the ring's membership does.
+        if ring(&before) != ring(&n.servers) {
             let mut names: Vec<String> = before.iter().map(|s| s.effective_name()).collect();
             names.sort();
             let group = first_group.get_or_insert_with(|| names.clone());
@@ -576,9 +577,26 @@ fn reload_config(shared: &Shared, stats: &Stats, path: &Path) {
             }
         }
         // Membership changes only by moving keys (a reshard, possibly a finished
-        // admin one); other settings apply now.
+        // admin one); other settings apply now, replica lists included: a server the
+        // file still lists takes the file's replicas.
+        let file_servers = n.servers.clone();
         let mut keep = n;
-        keep.servers = old.cfg.servers.clone();
+        keep.servers = old
+            .cfg
+            .servers
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if let Some(f) = file_servers
+                    .iter()
+                    .find(|f| f.effective_name() == s.effective_name())
+                {
+                    s.replicas.clone_from(&f.replicas);
+                    s.line = f.line;
+                }
+                s
+            })
+            .collect();
         if keep == *old.cfg {
             pools.push(old.clone());
         } else {

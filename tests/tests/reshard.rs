@@ -1575,3 +1575,61 @@ fn reshard_plain_memcached_3_4() {
     }
     report_fails("memcached placement after the move", &fails);
 }
+
+/// A reload that only adds replicas to a Shoal pool's servers applies them (no reshard:
+/// the ring did not change), and one that only moves the server lines starts nothing.
+#[test]
+fn reload_with_new_replicas_applies_without_a_reshard() {
+    let shards: Vec<ShoalPair> = (0..2).map(|i| spawn_shoal_pair(&name(i))).collect();
+    let pool = |with_replicas: bool, comment: bool| {
+        let mut p = ring_keys(Pool::redis(REDIS_POOL));
+        if comment {
+            // Shifts every server's line in the file.
+            p = p.key("# moved", "lines");
+        }
+        for (i, s) in shards.iter().enumerate() {
+            p = p.server(&name(i), s.primary.resp_port());
+            if with_replicas {
+                p = p.replicas(&name(i), &[s.replica.resp_port()]);
+            }
+        }
+        p
+    };
+    let proxy = ProxyProc::start(&[pool(false, false)]);
+    let rp = proxy.port(REDIS_POOL);
+    require_reshard(rp);
+    let replicas_of = |port: u16| -> Vec<Vec<String>> {
+        topology(port).into_iter().map(|r| r.replicas).collect()
+    };
+    assert!(
+        replicas_of(rp).iter().all(Vec::is_empty),
+        "{:?}",
+        replicas_of(rp)
+    );
+    proxy.reconfigure(&[pool(true, false)]);
+    let want: Vec<Vec<String>> = shards
+        .iter()
+        .map(|s| vec![format!("127.0.0.1:{}", s.replica.resp_port())])
+        .collect();
+    wait_until(
+        "the replicas from the reload",
+        Duration::from_secs(10),
+        || replicas_of(rp) == want,
+    );
+    proxy.reconfigure(&[pool(true, true)]);
+    // Give the reload its chance, then: still no reshard, same topology.
+    wait_until("the second reload", Duration::from_secs(10), || {
+        proxy.log_text().matches("configuration reloaded").count() >= 2
+    });
+    let st = status(rp);
+    assert!(
+        matches!(state(&st), "idle" | "done"),
+        "a reshard started: {st:?}"
+    );
+    assert_eq!(
+        st.get("keys_moved").map(String::as_str),
+        Some("0"),
+        "{st:?}"
+    );
+    assert_eq!(replicas_of(rp), want);
+}
