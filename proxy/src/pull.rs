@@ -46,39 +46,21 @@ pub async fn pull(
     dst: usize,
     keys: &[Vec<u8>],
 ) -> bool {
-    let (host, port) = crate::health::split_addr(&pool.servers[dst].primary);
-    let host = host.trim_matches(['[', ']']);
-    let auth = pool.cfg.redis_auth.as_deref();
-    let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 10);
-    if pool.cfg.backend == BackendKind::Shoal {
-        args.extend([
-            &b"SHOAL.MIGRATE"[..],
-            host.as_bytes(),
-            port.as_bytes(),
-            TIMEOUT_MS.as_bytes(),
-        ]);
-    } else {
-        args.extend([
-            &b"MIGRATE"[..],
-            host.as_bytes(),
-            port.as_bytes(),
-            b"",
-            b"0",
-            TIMEOUT_MS.as_bytes(),
-        ]);
-    }
-    if pool.cfg.backend == BackendKind::Redis {
-        // A copy already at the target is stale (docs/resharding.md, plain pools): the
-        // source's copy wins.
-        args.push(b"REPLACE");
-    }
-    if let Some(pw) = auth {
-        args.extend([&b"AUTH"[..], pw.as_bytes()]);
-    }
-    args.push(b"KEYS");
-    args.extend(keys.iter().map(Vec::as_slice));
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let mut req = BytesMut::new();
-    encode_command(&args, &mut req);
+    if pool.cfg.backend == BackendKind::Shoal {
+        let (host, port) = crate::health::split_addr(&pool.servers[dst].primary);
+        let host = host.trim_matches(['[', ']']);
+        let mut args =
+            crate::reshard::migrate_head(host, port, TIMEOUT_MS, pool.cfg.redis_auth.as_deref());
+        args.push(b"KEYS");
+        args.extend_from_slice(&keys);
+        encode_command(&args, &mut req);
+    } else {
+        // Redis' MIGRATE … REPLACE into the pool's database, as the plain migrator's
+        // on-demand moves (a copy already at the target is stale: docs/resharding.md).
+        crate::reshard::plain::migrate_request(pool, dst, &keys, &mut req);
+    }
     let addr = &pool.servers[src].primary;
     let started = Instant::now();
     let batch = Rc::new(Batch::default());

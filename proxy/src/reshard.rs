@@ -67,20 +67,42 @@ const THROTTLED_BATCH_DEFAULT: usize = 128;
 /// `SHOAL.MIGRATE` calls in flight per source (`SHOAL_RESHARD_MOVERS` overrides it).
 const MOVERS: usize = 4;
 
-/// Most keys per batch of a throttled move (see [`THROTTLED_BATCH_DEFAULT`]).
-fn throttled_batch() -> usize {
-    static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *T.get_or_init(|| {
-        std::env::var("SHOAL_RESHARD_THROTTLED_BATCH")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(THROTTLED_BATCH_DEFAULT, |v| v.clamp(1, 10_000))
-    })
+/// Keys per migration batch now: [`BATCH`] unthrottled; throttled, at most a tenth of a
+/// second of rate and [`THROTTLED_BATCH_DEFAULT`] (clients asking for a key in flight
+/// wait for its batch).
+fn batch_size() -> usize {
+    let rate = RATE_KEYS.load(Ordering::Relaxed);
+    if rate == 0 {
+        tuning().0
+    } else {
+        (rate as usize / 10).clamp(1, tuning().0.min(tuning().2))
+    }
 }
 
-/// The migration's batch size and movers per source (read once; see [`BATCH`]).
-fn tuning() -> (usize, usize) {
-    static T: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+/// `SHOAL.MIGRATE host port timeout-ms [AUTH pw]`: the start of both forms.
+pub(crate) fn migrate_head<'a>(
+    host: &'a str,
+    port: &'a str,
+    timeout_ms: &'a str,
+    auth: Option<&'a str>,
+) -> Vec<&'a [u8]> {
+    let mut args: Vec<&[u8]> = vec![
+        b"SHOAL.MIGRATE",
+        host.as_bytes(),
+        port.as_bytes(),
+        timeout_ms.as_bytes(),
+    ];
+    if let Some(pw) = auth {
+        args.push(b"AUTH");
+        args.push(pw.as_bytes());
+    }
+    args
+}
+
+/// The migration's batch size, movers per source and throttled batch size (read once; see
+/// [`BATCH`]).
+fn tuning() -> (usize, usize, usize) {
+    static T: std::sync::OnceLock<(usize, usize, usize)> = std::sync::OnceLock::new();
     *T.get_or_init(|| {
         let env = |name: &str, default: usize, max: usize| {
             std::env::var(name)
@@ -91,6 +113,11 @@ fn tuning() -> (usize, usize) {
         (
             env("SHOAL_RESHARD_BATCH", BATCH, 10_000),
             env("SHOAL_RESHARD_MOVERS", MOVERS, 16),
+            env(
+                "SHOAL_RESHARD_THROTTLED_BATCH",
+                THROTTLED_BATCH_DEFAULT,
+                10_000,
+            ),
         )
     })
 }
@@ -1389,33 +1416,21 @@ impl Driver {
             }
             let (host, port) = split_addr(&pool.servers[dst].primary);
             let port_s = port.to_string();
-            // A throttled reshard moves small batches (at most a tenth of a second of rate,
-            // and THROTTLED_BATCH): clients asking for a key in flight wait for its batch.
-            let rate = RATE_KEYS.load(Ordering::Relaxed);
-            let limit = if rate == 0 {
-                tuning().0
-            } else {
-                (rate as usize / 10).clamp(1, tuning().0.min(throttled_batch()))
-            };
+            let limit = batch_size();
             let limit_s = limit.to_string();
             // A throttled move reserves its keys before the call, so the slices of all
             // sources together never burst past the rate.
-            let reserved = if rate == 0 { 0 } else { limit as u64 };
+            let reserved = if RATE_KEYS.load(Ordering::Relaxed) == 0 {
+                0
+            } else {
+                limit as u64
+            };
             if reserved > 0 {
                 throttle_keys(reserved).await;
             }
             let cursor_s = cursor.to_string();
             let tag = pool.cfg.hash_tag.map_or(Vec::new(), |t| t.to_vec());
-            let mut args: Vec<&[u8]> = vec![
-                b"SHOAL.MIGRATE",
-                host.as_bytes(),
-                port_s.as_bytes(),
-                timeout_s.as_bytes(),
-            ];
-            if let Some(pw) = pool.cfg.redis_auth.as_deref() {
-                args.push(b"AUTH");
-                args.push(pw.as_bytes());
-            }
+            let mut args = migrate_head(&host, &port_s, &timeout_s, pool.cfg.redis_auth.as_deref());
             args.extend([
                 &b"SCAN"[..],
                 cursor_s.as_bytes(),
@@ -1453,27 +1468,15 @@ impl Driver {
                     cursor = next;
                     continue;
                 }
-                Ok(Value::Error(e)) => {
-                    let e = String::from_utf8_lossy(&e).into_owned();
-                    if e.starts_with("ERR syntax")
-                        || e.to_ascii_lowercase().contains("unknown command")
-                    {
-                        return Ok(false);
-                    }
-                    if !e.starts_with("TRYAGAIN") {
-                        self.control
-                            .set_error(format!("{src_addr} -> {host}:{port}: {e}"));
-                    }
+                Ok(Value::Error(e))
+                    if e.starts_with(b"ERR syntax")
+                        || String::from_utf8_lossy(&e)
+                            .to_ascii_lowercase()
+                            .contains("unknown command") =>
+                {
+                    return Ok(false);
                 }
-                Ok(other) => {
-                    self.control
-                        .set_error(format!("{src_addr}: SHOAL.MIGRATE answered {other:?}"));
-                    conn = None;
-                }
-                Err(e) => {
-                    self.control.set_error(format!("{src_addr}: {e}"));
-                    conn = None;
-                }
+                other => self.migrate_failed(other, &src_addr, &host, port, &mut conn),
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
@@ -1547,14 +1550,7 @@ impl Driver {
                     groups[n].push(k.to_vec());
                 }
             }
-            // A throttled reshard moves in bursts of at most a tenth of a second of rate.
-            let rate = RATE_KEYS.load(Ordering::Relaxed);
-            let max = tuning().0;
-            let batch = if rate == 0 {
-                max
-            } else {
-                (rate as usize / 10).clamp(1, max.min(throttled_batch()))
-            };
+            let batch = batch_size();
             for (dst, keys) in groups.iter_mut().enumerate() {
                 for chunk in keys.chunks(batch) {
                     loop {
@@ -1637,16 +1633,7 @@ impl Driver {
             }
             let port_s = port.to_string();
             let timeout_s = MIGRATE_TIMEOUT_MS.to_string();
-            let mut args: Vec<&[u8]> = vec![
-                b"SHOAL.MIGRATE",
-                host.as_bytes(),
-                port_s.as_bytes(),
-                timeout_s.as_bytes(),
-            ];
-            if let Some(pw) = pool.cfg.redis_auth.as_deref() {
-                args.push(b"AUTH");
-                args.push(pw.as_bytes());
-            }
+            let mut args = migrate_head(&host, &port_s, &timeout_s, pool.cfg.redis_auth.as_deref());
             args.push(b"KEYS");
             args.extend(keys.iter().map(Vec::as_slice));
             let c = conn.as_mut().expect("connected above");
@@ -1662,24 +1649,40 @@ impl Driver {
                     }
                     return Ok(());
                 }
-                Ok(Value::Error(e)) => {
-                    let e = String::from_utf8_lossy(&e).into_owned();
-                    if !e.starts_with("TRYAGAIN") {
-                        self.control
-                            .set_error(format!("{src_addr} -> {host}:{port}: {e}"));
-                    }
-                }
-                Ok(other) => {
-                    self.control
-                        .set_error(format!("{src_addr}: SHOAL.MIGRATE answered {other:?}"));
-                    *conn = None;
-                }
-                Err(e) => {
-                    self.control.set_error(format!("{src_addr}: {e}"));
-                    *conn = None;
-                }
+                other => self.migrate_failed(other, &src_addr, &host, port, conn),
             }
             tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Records why a `SHOAL.MIGRATE` did not move its batch (a `TRYAGAIN` is no error:
+    /// the keys were in another batch); drops the connection when the reply makes no sense
+    /// or the link failed.
+    fn migrate_failed(
+        &self,
+        reply: anyhow::Result<Value>,
+        src_addr: &str,
+        host: &str,
+        port: u16,
+        conn: &mut Option<Rpc>,
+    ) {
+        match reply {
+            Ok(Value::Error(e)) => {
+                let e = String::from_utf8_lossy(&e);
+                if !e.starts_with("TRYAGAIN") {
+                    self.control
+                        .set_error(format!("{src_addr} -> {host}:{port}: {e}"));
+                }
+            }
+            Ok(other) => {
+                self.control
+                    .set_error(format!("{src_addr}: SHOAL.MIGRATE answered {other:?}"));
+                *conn = None;
+            }
+            Err(e) => {
+                self.control.set_error(format!("{src_addr}: {e}"));
+                *conn = None;
+            }
         }
     }
 }

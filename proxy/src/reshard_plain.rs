@@ -156,7 +156,7 @@ fn script_request(args: &[&[u8]], keys: &[&[u8]], eval: bool, out: &mut BytesMut
 /// `REPLACE`: while the old owner has a key, its copy is the live one (a key reaches the
 /// new owner only once the old owner lacks it), so a copy already on the new owner is a
 /// leftover (docs/resharding.md).
-fn migrate_request(pool: &PoolView, dst: usize, keys: &[&[u8]], out: &mut BytesMut) {
+pub(crate) fn migrate_request(pool: &PoolView, dst: usize, keys: &[&[u8]], out: &mut BytesMut) {
     out.clear();
     let (host, port) = split_addr(&pool.servers[dst].primary);
     let port = port.to_string();

@@ -300,6 +300,17 @@ fn bulk(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one SHOAL.IMPORT record for entry `e` of `key`: key, `crate::dump` payload,
+/// absolute expiry (unix ms, 0: none), memcache flags, CAS id.
+fn push_record(body: &mut Vec<u8>, key: &[u8], e: &shoal_keyspace::Entry) {
+    let mut n = itoa::Buffer::new();
+    bulk(body, key);
+    bulk(body, &crate::dump::encode(e));
+    bulk(body, n.format(e.expire_at().unwrap_or(0)).as_bytes());
+    bulk(body, n.format(e.flags()).as_bytes());
+    bulk(body, n.format(e.cas()).as_bytes());
+}
+
 /// Step a: under every gate, marks the keys that exist and are not in flight
 /// yet and serializes them as SHOAL.IMPORT records (key payload pxat flags cas,
 /// like a full-sync snapshot's SHOAL.RESTORE records).
@@ -313,11 +324,6 @@ fn collect(shared: &Arc<Shared>, keys: Vec<Vec<u8>>) -> Result<(Marks, Vec<u8>),
     let all = r.gate_all();
     let mut set = r.inflight.write();
     let now = now_ms();
-    let mut nb = [
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-    ];
     let mut too_big = false;
     for key in keys {
         if set.contains(key.as_slice()) {
@@ -328,13 +334,7 @@ fn collect(shared: &Arc<Shared>, keys: Vec<Vec<u8>>) -> Result<(Marks, Vec<u8>),
             let Some(e) = g.lookup(&key, now) else {
                 continue;
             };
-            let payload = crate::dump::encode(e);
-            let [b1, b2, b3] = &mut nb;
-            bulk(&mut body, &key);
-            bulk(&mut body, &payload);
-            bulk(&mut body, b1.format(e.expire_at().unwrap_or(0)).as_bytes());
-            bulk(&mut body, b2.format(e.flags()).as_bytes());
-            bulk(&mut body, b3.format(e.cas()).as_bytes());
+            push_record(&mut body, &key, e);
         }
         set.insert(key.clone());
         marks.keys.push(key);
@@ -372,11 +372,6 @@ fn collect_scan(shared: &Arc<Shared>, job: &ScanJob) -> (Marks, Vec<u8>, u64, u6
     } else {
         job.cursor
     };
-    let mut nb = [
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-    ];
     let (mut visited, mut buckets) = (0u64, 0usize);
     loop {
         let all = r.gate_all();
@@ -390,13 +385,7 @@ fn collect_scan(shared: &Arc<Shared>, job: &ScanJob) -> (Marks, Vec<u8>, u64, u6
                 if !job.wants(key) || set.contains(key) {
                     return;
                 }
-                let payload = crate::dump::encode(e);
-                let [b1, b2, b3] = &mut nb;
-                bulk(&mut body, key);
-                bulk(&mut body, &payload);
-                bulk(&mut body, b1.format(e.expire_at().unwrap_or(0)).as_bytes());
-                bulk(&mut body, b2.format(e.flags()).as_bytes());
-                bulk(&mut body, b3.format(e.cas()).as_bytes());
+                push_record(&mut body, key, e);
                 set.insert(key.to_vec());
                 marks.keys.push(key.to_vec());
             });
