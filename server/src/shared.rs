@@ -22,6 +22,36 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a worker thread derives wall time from the monotonic clock before it
+/// reads the wall clock again (so a wall clock step shows up within this).
+const CLOCK_ANCHOR_MS: u128 = 100;
+
+thread_local! {
+    /// (monotonic anchor, wall ms at the anchor, last wall ms handed out).
+    static CLOCK: std::cell::Cell<Option<(Instant, u64, u64)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The start of a request batch: a monotonic instant (for latency) and the
+/// Unix time in ms (for expiry), from one clock read in the common case.
+///
+/// Wall time is derived from the monotonic clock and a per-thread anchor that
+/// is refreshed every [`CLOCK_ANCHOR_MS`]; it never goes backwards on one
+/// thread. Reading both clocks per batch was ~2 % of a server's CPU on
+/// unpipelined traffic.
+pub fn batch_clock() -> (Instant, u64) {
+    let now = Instant::now();
+    CLOCK.with(|c| {
+        let (anchor, wall, last) = match c.get() {
+            Some((a, w, l)) if now.duration_since(a).as_millis() < CLOCK_ANCHOR_MS => (a, w, l),
+            prev => (now, now_ms(), prev.map_or(0, |p| p.2)),
+        };
+        let ms = (wall + now.duration_since(anchor).as_millis() as u64).max(last);
+        c.set(Some((anchor, wall, ms)));
+        (now, ms)
+    })
+}
+
 /// Which protocol a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {

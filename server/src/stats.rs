@@ -72,16 +72,6 @@ thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::new());
 }
 
-/// Marks the start of a batch of commands decoded from one read.
-///
-/// Latency is measured per batch and shared evenly among its commands: one
-/// clock read per batch instead of two per command (`clock_gettime` was 10% of
-/// CPU at pipeline depth 16 when every command was timed).
-#[inline]
-pub fn begin_batch() -> Instant {
-    Instant::now()
-}
-
 #[inline]
 fn note(slot: usize) {
     LOCAL.with(|l| {

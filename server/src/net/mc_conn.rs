@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 
 use crate::exec::memcache::{command_name, Flow, McConn};
 use crate::reshard::MC_ASK_PREFIX;
-use crate::shared::{now_ms, ClientHandle, Shared};
+use crate::shared::{ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Output above this is written before decoding more input (a pipelined flood of
@@ -54,6 +54,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             rbuf.reserve(READ_CHUNK);
         }
         let n = tokio::select! {
+            biased;
             r = stream.read_buf(&mut rbuf) => match r { Ok(n) => n, Err(_) => break },
             _ = &mut killed => break,
         };
@@ -76,12 +77,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             max_item_size: shared.settings.max_item_size.load(Ordering::Relaxed) as usize,
             ..McLimits::default()
         };
-        let now = now_ms();
+        let (batch, now) = crate::shared::batch_clock();
+        let wakes = crate::repl::FeederWakes::open(shared);
         handle.last_ms.store(now, Ordering::Relaxed);
         let mut pos = 0;
         let mut commands = 0u64;
         let mut close = false;
-        let batch = crate::stats::begin_batch();
         while pos < rbuf.len() {
             // `shoal.ask <request>`: the proxy asking while resharding.
             let prefix = if rbuf[pos..].starts_with(MC_ASK_PREFIX) {
@@ -147,6 +148,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             }
         }
         crate::stats::end_batch(batch);
+        drop(wakes);
         rbuf.advance(pos);
         conn.flush_stats(shared);
         if commands > 0 {

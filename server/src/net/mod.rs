@@ -193,14 +193,13 @@ fn worker(
             return;
         }
     };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let flush = tokio::task::spawn_local(stats::flush_loop(shutdown.clone()));
+    rt.block_on(async move {
+        let flush = tokio::spawn(stats::flush_loop(shutdown.clone()));
         loop {
             tokio::select! {
                 conn = rx.recv() => match conn {
                     Some((stream, proto)) => {
-                        tokio::task::spawn_local(serve(shared.clone(), stream, proto));
+                        tokio::spawn(serve(shared.clone(), stream, proto));
                     }
                     None => break,
                 },

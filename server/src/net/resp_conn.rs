@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::Receiver;
 
 use crate::exec::resp::{dispatch, on_disconnect, Block, Conn, Ctx, ReplyMode, Req, TimeoutReply};
-use crate::shared::{now_ms, ClientHandle, Shared};
+use crate::shared::{ClientHandle, Shared};
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Output above this is written before decoding more input, bounding memory
@@ -78,6 +78,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
                 }
             };
             let n = tokio::select! {
+                biased;
                 r = read => match r { Ok(n) => n, Err(_) => break },
                 _ = &mut killed => break,
                 m = next_push(&mut conn.push_rx) => {
@@ -119,13 +120,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             max_bulk_len: shared.settings.proto_max_bulk_len.load(Ordering::Relaxed) as usize,
             ..Limits::default()
         };
-        let now = now_ms();
+        let (batch, now) = crate::shared::batch_clock();
+        let wakes = crate::repl::FeederWakes::open(shared);
         handle.last_ms.store(now, Ordering::Relaxed);
         let mut pos = 0;
         let mut commands = 0u64;
         let mut fatal = false;
         let mut blocked: Option<(Block, usize)> = None;
-        let batch = crate::stats::begin_batch();
         // Two frames of lookahead: before a frame runs, the one after it has its
         // key's table slot read and entry prefetched, and the one after that its
         // slot prefetched, so the cache misses of random keys overlap with
@@ -205,6 +206,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut stream: TcpStream, handle: &Ar
             }
         }
         crate::stats::end_batch(batch);
+        drop(wakes);
         rbuf.advance(pos);
         need = need.saturating_sub(pos);
         if commands > 0 {

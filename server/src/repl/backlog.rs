@@ -70,16 +70,27 @@ impl Backlog {
     /// # Errors
     /// [`Lost`] when `from` was already trimmed away.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<u8>, Lost> {
+        let mut out = Vec::new();
+        self.read_into(from, max, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`read`](Self::read), into `out` (cleared first), so a feeder reuses
+    /// one buffer instead of allocating per send.
+    ///
+    /// # Errors
+    /// [`Lost`] when `from` was already trimmed away.
+    pub fn read_into(&self, from: u64, max: usize, out: &mut Vec<u8>) -> Result<(), Lost> {
+        out.clear();
         if from < self.start() {
             return Err(Lost);
         }
         if from > self.end {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let skip = (from - self.start()) as usize;
         let n = (self.buf.len() - skip).min(max);
         let (a, b) = self.buf.as_slices();
-        let mut out = Vec::with_capacity(n);
         if skip < a.len() {
             let take = (a.len() - skip).min(n);
             out.extend_from_slice(&a[skip..skip + take]);
@@ -89,7 +100,7 @@ impl Backlog {
             let s = skip - a.len();
             out.extend_from_slice(&b[s..s + n]);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -224,6 +224,8 @@ pub struct Repl {
     /// Replicas attached here.
     pub replicas: Mutex<Vec<Arc<ReplicaPeer>>>,
     removed: Mutex<Vec<Vec<u8>>>,
+    /// `removed` may be non-empty (checked without its lock on every write).
+    removed_any: AtomicBool,
     /// Configuration epoch (fencing).
     pub epoch: AtomicU64,
     /// repl-backlog-size.
@@ -257,8 +259,10 @@ pub struct Repl {
     pub peers: Mutex<BTreeSet<String>>,
     /// One full-sync snapshot at a time.
     pub snapshot_busy: tokio::sync::Mutex<()>,
-    /// FAILOVER state.
+    /// FAILOVER state (set it with [`Repl::set_failover`]).
     pub failover: Mutex<FailoverState>,
+    /// `failover` is not `None` (read by every write without the lock).
+    failover_busy: AtomicBool,
     /// Cancels a FAILOVER in progress.
     pub failover_abort: AtomicBool,
     me: OnceLock<Weak<Shared>>,
@@ -319,6 +323,7 @@ impl Repl {
             stream_clock: AtomicU64::new(0),
             replicas: Mutex::new(Vec::new()),
             removed: Mutex::new(Vec::new()),
+            removed_any: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             backlog_size: AtomicU64::new(config.repl_backlog_size),
             serve_stale: AtomicBool::new(config.replica_serve_stale_data),
@@ -337,6 +342,7 @@ impl Repl {
             peers: Mutex::new(BTreeSet::new()),
             snapshot_busy: tokio::sync::Mutex::new(()),
             failover: Mutex::new(FailoverState::None),
+            failover_busy: AtomicBool::new(false),
             failover_abort: AtomicBool::new(false),
             me: OnceLock::new(),
             rt: OnceLock::new(),
@@ -399,12 +405,22 @@ impl Repl {
 
     /// Appends stream bytes (caller holds the repl lock) and wakes feeders.
     pub fn append(&self, data: &[u8]) {
-        if data.is_empty() {
+        self.append_parts(&[data]);
+    }
+
+    /// Appends several pieces of stream bytes under one backlog lock (caller
+    /// holds the repl lock): a write's clock record and command go in without
+    /// being joined in a buffer first. Feeders are woken at once, or at the end
+    /// of the connection's batch when one is open (see [`FeederWakes`]).
+    fn append_parts(&self, parts: &[&[u8]]) {
+        if parts.iter().all(|p| p.is_empty()) {
             return;
         }
-        let end = {
+        {
             let mut b = self.backlog.lock();
-            b.append(data);
+            for p in parts {
+                b.append(p);
+            }
             let size = self.backlog_size.load(Ordering::Relaxed) as usize;
             if b.len() > size + 64 * 1024 {
                 let end = b.end();
@@ -418,10 +434,22 @@ impl Repl {
                 let needed = (end + 1).saturating_sub(oldest_needed) as usize;
                 b.trim(size.max(needed.min(REPLICA_BUFFER_LIMIT)));
             }
-            b.end()
-        };
-        self.grew_end.store(end, Ordering::SeqCst);
-        if self.feeder_waiting.swap(false, Ordering::SeqCst) {
+            // Under the lock, so it never goes backwards across threads.
+            self.grew_end.store(b.end(), Ordering::Release);
+        }
+        if !FeederWakes::defer() {
+            self.wake_feeders();
+        }
+    }
+
+    /// Wakes the feeders if one waits. Pairs with [`Repl::wait_for_growth`]
+    /// (store-buffering: each side stores, fences, then loads the other's flag),
+    /// so an append is never missed by a feeder going to sleep.
+    fn wake_feeders(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.feeder_waiting.load(Ordering::Relaxed)
+            && self.feeder_waiting.swap(false, Ordering::SeqCst)
+        {
             self.grew.notify_waiters();
         }
     }
@@ -430,12 +458,22 @@ impl Repl {
     fn note_removed(&self, key: &[u8]) {
         if !self.is_replica() && self.is_active() {
             self.removed.lock().push(key.to_vec());
+            self.removed_any.store(true, Ordering::Release);
         }
     }
 
     /// Appends queued DELs to `out` (caller holds the repl lock).
     fn drain_removed(&self, out: &mut Vec<u8>) {
-        let keys = std::mem::take(&mut *self.removed.lock());
+        // Removals happen on the thread that holds the repl lock (the reclaim
+        // permit), so a flag seen clear here has no DEL queued before this write.
+        if !self.removed_any.load(Ordering::Acquire) {
+            return;
+        }
+        let keys = {
+            let mut r = self.removed.lock();
+            self.removed_any.store(false, Ordering::Release);
+            std::mem::take(&mut *r)
+        };
         for k in keys {
             frame_into(out, &[b"DEL", &k]);
         }
@@ -451,17 +489,25 @@ impl Repl {
     }
 
     /// Emits queued DELs, then `body` (with a clock record for `now` if given).
+    /// Nothing is allocated unless there are DELs or the clock moved.
     pub fn emit(&self, st: &mut StreamState, now: Option<u64>, body: &[u8]) {
-        let mut out = Vec::with_capacity(body.len() + 64);
-        self.drain_removed(&mut out);
+        let mut pre = Vec::new();
+        self.drain_removed(&mut pre);
         if !body.is_empty() {
             if let Some(now) = now {
-                Self::clock(st, now, &mut out);
+                Self::clock(st, now, &mut pre);
             }
-            out.extend_from_slice(body);
             st.getack_pending = false;
         }
-        self.append(&out);
+        self.append_parts(&[&pre, body]);
+    }
+
+    /// Sets the FAILOVER state (and the flag the write path reads without a lock).
+    pub fn set_failover(&self, state: FailoverState) {
+        let mut f = self.failover.lock();
+        *f = state;
+        self.failover_busy
+            .store(state != FailoverState::None, Ordering::SeqCst);
     }
 
     /// Makes writes take the repl lock from now on (first replica, or becoming a
@@ -782,6 +828,48 @@ impl Drop for WriteScope<'_> {
     }
 }
 
+thread_local! {
+    /// 0: wake feeders per append; 1: a batch is open; 2: open, and appended.
+    static BATCH_WAKE: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// Defers feeder wake-ups to the end of a connection's batch: one wake (a fence
+/// and a flag check) per batch of commands instead of per write. Open one for
+/// the commands decoded from one read; dropping it wakes the feeders if anything
+/// was appended meanwhile.
+pub struct FeederWakes<'a> {
+    repl: &'a Repl,
+}
+
+impl<'a> FeederWakes<'a> {
+    /// Opens a batch on this thread.
+    pub fn open(shared: &'a Shared) -> Self {
+        // Never downgrade 2: another task's batch on this thread, suspended in
+        // a write, may have appended; whichever batch closes first wakes for it.
+        BATCH_WAKE.with(|b| b.set(b.get().max(1)));
+        FeederWakes { repl: &shared.repl }
+    }
+
+    /// Whether an append on this thread may leave the wake to the batch's end.
+    fn defer() -> bool {
+        BATCH_WAKE.with(|b| {
+            let open = b.get() != 0;
+            if open {
+                b.set(2);
+            }
+            open
+        })
+    }
+}
+
+impl Drop for FeederWakes<'_> {
+    fn drop(&mut self) {
+        if BATCH_WAKE.with(|b| b.replace(0)) == 2 {
+            self.repl.wake_feeders();
+        }
+    }
+}
+
 /// Takes the repl lock for a write (primary with replication active); also
 /// lets this thread reclaim expired keys and evict, so every removal is ordered.
 pub fn begin_write(shared: &Shared) -> Option<WriteScope<'_>> {
@@ -812,7 +900,7 @@ pub fn write_refusal(shared: &Shared) -> Option<&'static str> {
     if repl.is_replica() || repl.fenced.load(Ordering::Relaxed) {
         return Some(READONLY_ERR);
     }
-    if *repl.failover.lock() != FailoverState::None {
+    if repl.failover_busy.load(Ordering::Relaxed) {
         return Some(READONLY_ERR);
     }
     let min = repl.min_replicas.load(Ordering::Relaxed);
@@ -956,7 +1044,7 @@ pub async fn failover_task(
     let started = Instant::now();
     let abort = |why: &str| {
         tracing::warn!("FAILOVER aborted: {why}");
-        *repl.failover.lock() = FailoverState::None;
+        repl.set_failover(FailoverState::None);
     };
     loop {
         if repl.failover_abort.swap(false, Ordering::SeqCst) {
@@ -978,7 +1066,7 @@ pub async fn failover_task(
         repl.request_acks();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    *repl.failover.lock() = FailoverState::InProgress;
+    repl.set_failover(FailoverState::InProgress);
     let epoch = repl.epoch.load(Ordering::SeqCst) + 1;
     let auth = repl.masterauth.read().clone();
     let promote = async {

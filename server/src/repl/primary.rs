@@ -329,21 +329,28 @@ async fn feed(
     tokio::pin!(killed);
     let mut args = Args::new();
     let limits = Limits::default();
+    let mut data = Vec::new();
+    // One timer for the link's life (re-armed when it fires), not one per wait.
+    let timeout = || Duration::from_secs(repl.timeout.load(Ordering::Relaxed).max(1));
+    let lag_check = tokio::time::sleep(timeout());
+    tokio::pin!(lag_check);
     loop {
         if handle.killed.load(Ordering::SeqCst) {
             return;
         }
-        let data = match repl.backlog.lock().read(next, SEND_CHUNK) {
-            Ok(d) => d,
-            Err(_) => {
-                tracing::warn!(
-                    "replica {}:{} fell out of the backlog; dropping it",
-                    peer.ip,
-                    peer.port
-                );
-                return;
-            }
-        };
+        if repl
+            .backlog
+            .lock()
+            .read_into(next, SEND_CHUNK, &mut data)
+            .is_err()
+        {
+            tracing::warn!(
+                "replica {}:{} fell out of the backlog; dropping it",
+                peer.ip,
+                peer.port
+            );
+            return;
+        }
         if !data.is_empty() {
             if stream.write_all(&data).await.is_err() {
                 return;
@@ -352,20 +359,29 @@ async fn feed(
             peer.need.store(next, Ordering::Relaxed);
             repl.bytes_sent
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
+            if data.capacity() > 4 * SEND_CHUNK {
+                data = Vec::new();
+            }
             continue;
         }
-        let timeout = Duration::from_secs(repl.timeout.load(Ordering::Relaxed));
         let Some(grew) = repl.wait_for_growth(next) else {
             continue;
         };
         tokio::select! {
-            () = grew => {}
+            () = grew => {
+                // Let every client that is ready run its batch first, so one send
+                // carries the writes of a whole scheduler tick (as Redis flushes
+                // replica buffers once per event-loop turn), not one batch each.
+                tokio::task::yield_now().await;
+            }
             _ = &mut killed => return,
-            _ = tokio::time::sleep(timeout) => {
-                if peer.lag_secs() >= timeout.as_secs() {
+            () = &mut lag_check => {
+                let t = timeout();
+                if peer.lag_secs() >= t.as_secs() {
                     tracing::warn!("replica {}:{} timed out", peer.ip, peer.port);
                     return;
                 }
+                lag_check.as_mut().reset(tokio::time::Instant::now() + t);
             }
             r = stream.read_buf(rbuf) => match r {
                 Ok(0) | Err(_) => return,

@@ -49,7 +49,7 @@ pub fn become_replica(shared: &Arc<Shared>, host: String, port: u16) {
         repl.removed.lock().clear();
         repl.set_link_state(LinkState::Connect);
         repl.fenced.store(false, Ordering::SeqCst);
-        *repl.failover.lock() = super::FailoverState::None;
+        repl.set_failover(super::FailoverState::None);
         if !was_replica {
             // Redis disconnects sub-replicas when the role changes.
             drop_replicas(shared);

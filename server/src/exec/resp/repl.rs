@@ -299,7 +299,7 @@ pub fn failover(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         // Under the repl lock: writes already running finish first, later ones
         // are refused (-READONLY) until the handover is done or aborted.
         let _st = r.stream.lock();
-        *r.failover.lock() = FailoverState::WaitingForSync;
+        r.set_failover(FailoverState::WaitingForSync);
         r.failover_abort.store(false, Ordering::SeqCst);
     }
     let host = to.map_or_else(|| target.ip.clone(), |(h, _)| h);
@@ -576,12 +576,12 @@ pub(super) fn propagate(
                 args.extend(members.iter().map(Vec::as_slice));
                 let mut b = Vec::new();
                 frame_into(&mut b, &args);
-                b
+                std::borrow::Cow::Owned(b)
             }
-            _ => req.raw().into_owned(),
+            _ => req.raw(),
         }
     } else {
-        req.raw().into_owned()
+        req.raw()
     };
     repl::end_write(ctx.shared, scope, ctx.now, Some(&body));
 }
