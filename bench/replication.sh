@@ -72,13 +72,31 @@ start_shoal_on $((P + 2)) 1 --replicaof "127.0.0.1 $P"
 wait_synced $((P + 1)) 60 && wait_synced $((P + 2)) 60 || die "replicas did not sync"
 read -r b_ops b_cpu <<<"$(setbench "$P" "$PPID_")"
 read -r c_ops c_cpu <<<"$(setbench "$P" "$PPID_")"
+# The same steps for redis-server with two redis-server replicas (reference: on
+# this 2-core placement the replicas share the generator's core, which starves
+# the generator whichever server it drives).
+R1=$((BASE + 30))
+start_redis "$R1" "$LOGDIR/redis-r1.log" 0
+RPID=$REPLY_PID
+read -r ra_ops ra_cpu <<<"$(setbench "$R1" "$RPID")"
+for i in 1 2; do
+    taskset -c 1 "$REDIS_SERVER_BIN" --bind 127.0.0.1 --port $((R1 + i)) --save '' --appendonly no \
+        --replicaof 127.0.0.1 "$R1" >"$LOGDIR/redis-r1-replica$i.log" 2>&1 &
+    STARTED_PIDS+=("$!")
+    wait_resp $((R1 + i)) "$!" || die "redis replica $i did not start"
+    wait_synced $((R1 + i)) 60 || die "redis replica $i did not sync"
+done
+read -r rb_ops rb_cpu <<<"$(setbench "$R1" "$RPID")"
 echo "| primary | ops/s | CPU µs/op |"
 echo "|---|---:|---:|"
-echo "| no replicas | $a_ops | $a_cpu |"
-echo "| 2 replicas (run 1) | $b_ops | $b_cpu |"
-echo "| 2 replicas (run 2) | $c_ops | $c_cpu |"
+echo "| shoal, no replicas | $a_ops | $a_cpu |"
+echo "| shoal, 2 replicas (run 1) | $b_ops | $b_cpu |"
+echo "| shoal, 2 replicas (run 2) | $c_ops | $c_cpu |"
+echo "| redis-server, no replicas | $ra_ops | $ra_cpu |"
+echo "| redis-server, 2 replicas | $rb_ops | $rb_cpu |"
 echo
-echo "throughput ratio with/without replicas: $(ratio_of "$b_ops" "$a_ops") / $(ratio_of "$c_ops" "$a_ops")"
+echo "throughput ratio with/without replicas: shoal $(ratio_of "$b_ops" "$a_ops") / $(ratio_of "$c_ops" "$a_ops"), redis-server $(ratio_of "$rb_ops" "$ra_ops")"
+echo "shoal / redis-server ops/s with 2 replicas: $(ratio_of "$b_ops" "$rb_ops") / $(ratio_of "$c_ops" "$rb_ops")"
 echo
 d1=$(redis-cli -p "$P" DEBUG DIGEST)
 wait_until_digest() {

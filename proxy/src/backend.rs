@@ -218,7 +218,7 @@ pub struct BackendConn {
 }
 
 impl BackendConn {
-    /// Creates the connection object and spawns its task on the current `LocalSet`.
+    /// Creates the connection object and spawns its task on this worker thread's runtime.
     pub fn spawn(opts: BackendOpts, health: Arc<ServerHealth>) -> Rc<BackendConn> {
         let conn = Rc::new(BackendConn {
             opts,

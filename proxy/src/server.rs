@@ -1,7 +1,7 @@
 //! Threads and listeners.
 //!
 //! ```text
-//!  shoal-proxy-N worker threads (current_thread runtime + LocalSet each)
+//!  shoal-proxy-N worker threads (a current_thread LocalRuntime each)
 //!    per pool: its own SO_REUSEPORT listener → one task per client connection
 //!    its own backend connections (shared pipelined + dedicated idle pool)
 //!  shoal-proxy-health thread: probes, ejection, failover, config reload, metrics flush
@@ -244,9 +244,11 @@ fn worker_main(
     listeners: ThreadListeners,
     pools: Vec<PoolAdmission>,
 ) {
+    // A local runtime (current_thread that runs `!Send` tasks itself): cheaper
+    // per wake-up than a LocalSet on a plain runtime.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
+        .build_local(tokio::runtime::LocalOptions::default())
     {
         Ok(rt) => rt,
         Err(e) => {
@@ -254,9 +256,8 @@ fn worker_main(
             return;
         }
     };
-    let local = tokio::task::LocalSet::new();
     let worker = Rc::new(Worker::new(shared, stats));
-    local.block_on(&rt, async move {
+    rt.block_on(async move {
         for (pi, tcp, unix) in listeners {
             let (redis, limit, count) = pools[pi].clone();
             if let Some(l) = tcp {
