@@ -360,10 +360,12 @@ enum Table {
     Empty,
     /// A pool of one server: twemproxy answers it without hashing.
     Single(u32),
-    /// Sorted ketama points and, in parallel, the server index owning each.
+    /// Sorted ketama points and, in parallel, the server index owning each;
+    /// `index` narrows the search (see [`KetamaIndex`]).
     Ketama {
         points: Box<[u32]>,
         owners: Box<[u32]>,
+        index: KetamaIndex,
     },
     /// modula: `ends[i]` is the exclusive end of server `owners[i]`'s run of slots, in
     /// server order; `hash % total` picks the run.
@@ -374,6 +376,48 @@ enum Table {
     },
     /// random: the live servers.
     Random { live: Box<[u32]> },
+}
+
+/// A lookup table over a ketama continuum: `first[b]` is the index of the first
+/// point ≥ the smallest hash of bucket `b` (the top `bits` bits of the hash), so
+/// a lookup searches only the points of one bucket (`first[b]..first[b + 1]`),
+/// mostly zero or one, instead of binary-searching every point: a 1000-key MGET
+/// spent 14 % of the proxy's CPU in that search. About 8 buckets per point.
+#[derive(Clone, Debug)]
+struct KetamaIndex {
+    bits: u32,
+    first: Box<[u32]>,
+}
+
+impl KetamaIndex {
+    fn new(points: &[u32]) -> KetamaIndex {
+        let want = (points.len() * 8).next_power_of_two().clamp(2, 1 << 20);
+        let bits = want.trailing_zeros();
+        let buckets = 1usize << bits;
+        let shift = 32 - bits;
+        let mut first = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for b in 0..buckets {
+            let lo = (b as u64) << shift;
+            while at < points.len() && u64::from(points[at]) < lo {
+                at += 1;
+            }
+            first.push(at as u32);
+        }
+        first.push(points.len() as u32);
+        KetamaIndex {
+            bits,
+            first: first.into(),
+        }
+    }
+
+    /// The index of the first point ≥ `h` (`points.len()` when none is).
+    #[inline]
+    fn first_at_or_above(&self, points: &[u32], h: u32) -> usize {
+        let b = (h >> (32 - self.bits)) as usize;
+        let (lo, hi) = (self.first[b] as usize, self.first[b + 1] as usize);
+        lo + points[lo..hi].partition_point(|&p| p < h)
+    }
 }
 
 /// A pool's key → server map, built once (all allocation happens here) and immutable;
@@ -422,7 +466,12 @@ impl Ring {
                     if points.is_empty() {
                         Table::Empty
                     } else {
-                        Table::Ketama { points, owners }
+                        let index = KetamaIndex::new(&points);
+                        Table::Ketama {
+                            points,
+                            owners,
+                            index,
+                        }
                     }
                 }
                 Distribution::Modula => {
@@ -466,9 +515,13 @@ impl Ring {
         let index = match &self.table {
             Table::Empty => return None,
             Table::Single(i) => *i,
-            Table::Ketama { points, owners } => {
+            Table::Ketama {
+                points,
+                owners,
+                index,
+            } => {
                 let h = self.key_hash(key);
-                let at = points.partition_point(|&p| p < h);
+                let at = index.first_at_or_above(points, h);
                 owners[if at == points.len() { 0 } else { at }]
             }
             Table::Modula {
@@ -522,7 +575,7 @@ impl Ring {
     pub fn owner_ranges(&self) -> Option<Vec<(u32, u32, usize)>> {
         match &self.table {
             Table::Single(i) => Some(vec![(0, u32::MAX, *i as usize)]),
-            Table::Ketama { points, owners } => {
+            Table::Ketama { points, owners, .. } => {
                 // A hash belongs to the first point at or above it, past the last to the
                 // first point's owner.
                 let mut out = Vec::with_capacity(points.len() + 1);

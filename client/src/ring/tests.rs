@@ -268,6 +268,7 @@ fn ketama_lookup_takes_first_point_at_or_above_and_wraps() {
     let Table::Ketama {
         points: ring_points,
         owners: ring_owners,
+        ..
     } = &ring.table
     else {
         panic!("ketama table expected");
@@ -532,4 +533,43 @@ fn owner_ranges_agree_with_locate() {
     assert!(modula.owner_ranges().is_none());
     let one = Ring::new(Distribution::Ketama, HashKind::Fnv1a_64, &nodes[..1]);
     assert_eq!(one.owner_ranges(), Some(vec![(0, u32::MAX, 0)]));
+}
+
+mod ketama_index {
+    use super::super::KetamaIndex;
+    use proptest::prelude::*;
+
+    fn check(points: &[u32], h: u32) {
+        let index = KetamaIndex::new(points);
+        let want = points.partition_point(|&p| p < h);
+        assert_eq!(index.first_at_or_above(points, h), want, "h={h:#x}");
+    }
+
+    proptest! {
+        /// The bucket index finds the same point as a binary search over all of them,
+        /// also with repeated points and hashes on bucket edges or past the last point.
+        #[test]
+        fn agrees_with_binary_search(
+            mut points in proptest::collection::vec(any::<u32>(), 1..600),
+            hashes in proptest::collection::vec(any::<u32>(), 64),
+            dup in 0usize..10,
+        ) {
+            if dup < points.len() {
+                let p = points[dup];
+                points.push(p);
+            }
+            points.sort_unstable();
+            for &h in &hashes {
+                check(&points, h);
+                // The points themselves, their neighbours and the bucket edges.
+                let p = points[h as usize % points.len()];
+                check(&points, p);
+                check(&points, p.wrapping_add(1));
+                check(&points, p.wrapping_sub(1));
+                check(&points, h & 0xfff0_0000);
+            }
+            check(&points, 0);
+            check(&points, u32::MAX);
+        }
+    }
 }
