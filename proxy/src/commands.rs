@@ -28,6 +28,12 @@ pub enum Keys {
         /// Whether argument 1 is also a key (a destination).
         dest: bool,
     },
+    /// SORT / SORT_RO: the key at 1; SORT's `STORE destination` is a key too, and its
+    /// `BY`/`GET` patterns name keys (see [`sort_options`]).
+    Sort {
+        /// Whether `STORE` is allowed (SORT, not SORT_RO).
+        store: bool,
+    },
 }
 
 /// What the proxy does with a command.
@@ -165,7 +171,6 @@ fn table() -> HashMap<&'static [u8], Spec> {
         "GEORADIUS_RO",
         "GEORADIUSBYMEMBER_RO",
         "GEOSEARCH",
-        "SORT_RO",
         "XLEN",
         "XRANGE",
         "XREVRANGE",
@@ -225,7 +230,6 @@ fn table() -> HashMap<&'static [u8], Spec> {
         "BITFIELD",
         "PFADD",
         "GEOADD",
-        "SORT",
         "XADD",
         "XTRIM",
         "XDEL",
@@ -439,6 +443,14 @@ fn table() -> HashMap<&'static [u8], Spec> {
     ] {
         m.insert(name.as_bytes(), spec(Route::Unsupported, Keys::None, false));
     }
+    m.insert(
+        b"SORT",
+        spec(Route::Keyed, Keys::Sort { store: true }, true),
+    );
+    m.insert(
+        b"SORT_RO",
+        spec(Route::Keyed, Keys::Sort { store: false }, false),
+    );
     // OBJECT <sub> <key>: routed by its key.
     m.insert(b"OBJECT", spec(Route::Keyed, Keys::At(2), false));
     // MEMORY USAGE <key>: routed by its key too (MEMORY STATS & co. have none: any server).
@@ -510,6 +522,12 @@ pub fn key_indices(keys: Keys, argc: usize, numkeys: Option<i64>, out: &mut Vec<
             }
             true
         }
+        Keys::Sort { .. } => {
+            if argc > 1 {
+                out.push(1);
+            }
+            true
+        }
         Keys::NumKeys { pos: 0, .. } => {
             // The two-key commands (COPY src dst ..., LMOVE src dst ...).
             out.extend((1..argc.min(3)).collect::<Vec<_>>());
@@ -529,6 +547,63 @@ pub fn key_indices(keys: Keys, argc: usize, numkeys: Option<i64>, out: &mut Vec<
     }
 }
 
+/// SORT's options as Redis parses them (`sortCommandGeneric`): the indices of `STORE`
+/// destinations, and of `BY` / `GET` patterns that make the server read other keys (a
+/// `BY` pattern without `*` only disables sorting, `GET #` returns the element itself).
+/// Parsing stops at the first argument Redis would reject; the server answers that.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SortOptions {
+    /// Indices of `STORE` destinations (keys written).
+    pub dests: Vec<usize>,
+    /// Indices of `BY`/`GET` patterns that name other keys.
+    pub patterns: Vec<usize>,
+}
+
+/// Parses SORT's options from argument 2 on (see [`SortOptions`]).
+pub fn sort_options<'a>(argc: usize, arg: impl Fn(usize) -> &'a [u8], store: bool) -> SortOptions {
+    let mut o = SortOptions::default();
+    let mut j = 2;
+    while j < argc {
+        let a = arg(j);
+        let left = argc - j - 1;
+        if a.eq_ignore_ascii_case(b"asc")
+            || a.eq_ignore_ascii_case(b"desc")
+            || a.eq_ignore_ascii_case(b"alpha")
+        {
+            j += 1;
+        } else if a.eq_ignore_ascii_case(b"limit") && left >= 2 {
+            j += 3;
+        } else if a.eq_ignore_ascii_case(b"store") && store && left >= 1 {
+            o.dests.push(j + 1);
+            j += 2;
+        } else if a.eq_ignore_ascii_case(b"by") && left >= 1 {
+            if arg(j + 1).contains(&b'*') {
+                o.patterns.push(j + 1);
+            }
+            j += 2;
+        } else if a.eq_ignore_ascii_case(b"get") && left >= 1 {
+            if arg(j + 1) != b"#" {
+                o.patterns.push(j + 1);
+            }
+            j += 2;
+        } else {
+            break;
+        }
+    }
+    o
+}
+
+/// The part of a SORT `BY`/`GET` pattern that decides where the keys it names live:
+/// its hash tag (under the pool's `hash_tag:`), when it has one without glob
+/// characters; `None` when the keys it forms may be anywhere.
+pub fn pattern_tag(pattern: &[u8], tag: Option<[u8; 2]>) -> Option<&[u8]> {
+    let [open, close] = tag?;
+    let start = pattern.iter().position(|&c| c == open)? + 1;
+    let len = pattern[start..].iter().position(|&c| c == close)?;
+    let t = &pattern[start..start + len];
+    (!t.is_empty() && !t.iter().any(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))).then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +617,59 @@ mod tests {
         );
         assert!(lookup(b"nosuchcommandxxxxxxxxxxxxxxxxxxx").is_none());
         assert!(lookup(b"BLPOP").is_some_and(|s| s.blocking));
+    }
+
+    #[test]
+    fn sort_options_follow_redis_parsing() {
+        let parse = |args: &[&str], store: bool| {
+            let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+            sort_options(a.len(), |i| a[i], store)
+        };
+        let o = parse(
+            &[
+                "SORT", "l", "BY", "w_*", "LIMIT", "0", "5", "GET", "#", "GET", "o_*", "ALPHA",
+                "STORE", "d",
+            ],
+            true,
+        );
+        assert_eq!(
+            o,
+            SortOptions {
+                dests: vec![13],
+                patterns: vec![3, 10]
+            }
+        );
+        // A pattern spelled like a keyword is an argument, not an option.
+        let o = parse(&["SORT", "l", "GET", "store", "STORE", "d"], true);
+        assert_eq!(
+            o,
+            SortOptions {
+                dests: vec![5],
+                patterns: vec![3]
+            }
+        );
+        // BY without '*' only disables sorting; SORT_RO has no STORE.
+        let o = parse(&["SORT_RO", "l", "BY", "nosort", "STORE", "d"], false);
+        assert_eq!(o, SortOptions::default());
+        // Parsing stops where Redis would answer a syntax error.
+        assert_eq!(
+            parse(&["SORT", "l", "LIMIT", "0"], true),
+            SortOptions::default()
+        );
+        let spec = lookup(b"sort").expect("known");
+        let mut v = Vec::new();
+        assert!(key_indices(spec.keys, 6, None, &mut v));
+        assert_eq!(v, vec![1]);
+    }
+
+    #[test]
+    fn pattern_tags() {
+        let t = Some(*b"{}");
+        assert_eq!(pattern_tag(b"w_{u1}_*", t), Some(&b"u1"[..]));
+        assert_eq!(pattern_tag(b"w_*", t), None);
+        assert_eq!(pattern_tag(b"w_{*}", t), None);
+        assert_eq!(pattern_tag(b"w_{}_*", t), None);
+        assert_eq!(pattern_tag(b"w_{u1}_*", None), None);
     }
 
     #[test]

@@ -121,6 +121,9 @@ fn request_keys<'a>(args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     };
     let mut idx = Vec::new();
     commands::key_indices(spec.keys, args.len(), numkeys, &mut idx);
+    if let Keys::Sort { store } = spec.keys {
+        idx.extend(commands::sort_options(args.len(), |i| args[i], store).dests);
+    }
     idx.iter().filter_map(|&i| args.get(i).copied()).collect()
 }
 

@@ -30,6 +30,8 @@ use crate::topology::PoolView;
 use crate::worker::{pick_addr, Worker};
 
 const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// A SORT `BY`/`GET` pattern whose keys may live on another server than the sorted key.
+const SORT_PATTERN: &str = "ERR BY/GET option of SORT denied through the proxy when keys formed by the pattern may be on another server (use a hash tag that routes with the key)";
 /// Requests routed per batch before replies are awaited (bounds memory per client).
 const MAX_BATCH: usize = 1024;
 /// Bytes read per batch.
@@ -606,13 +608,14 @@ fn pull_needed(
 
 /// The (old, new) owners shared by every key of the request (equal unless a reshard moves
 /// them; a key in `pulled` with its new owner counts as moved); Ok(None) for a keyless
-/// request, Err(()) when the keys are on several servers.
+/// request, Err(message) when the keys are on several servers (or a SORT pattern's keys
+/// may be).
 fn keys_owners(
     ctx: &Ctx<'_>,
     spec: &Spec,
     key_idx: &mut Vec<usize>,
     pulled: &[(Vec<u8>, usize)],
-) -> Result<Option<(usize, usize)>, ()> {
+) -> Result<Option<(usize, usize)>, &'static str> {
     let numkeys = match spec.keys {
         Keys::NumKeys { pos, .. } if pos > 0 && pos < ctx.argc() => {
             std::str::from_utf8(ctx.arg(pos))
@@ -624,6 +627,12 @@ fn keys_owners(
     if !commands::key_indices(spec.keys, ctx.argc(), numkeys, key_idx) {
         return Ok(None);
     }
+    let mut patterns = Vec::new();
+    if let Keys::Sort { store } = spec.keys {
+        let o = commands::sort_options(ctx.argc(), |i| ctx.arg(i), store);
+        key_idx.extend(o.dests);
+        patterns = o.patterns;
+    }
     let mut owners = None;
     for &i in key_idx.iter() {
         let k = ctx.arg(i);
@@ -633,8 +642,18 @@ fn keys_owners(
         }
         match owners {
             None => owners = Some(o),
-            Some(p) if p != o => return Err(()),
+            Some(p) if p != o => return Err(CROSSSLOT),
             _ => {}
+        }
+    }
+    // SORT's BY/GET patterns: the keys they form must be where the sorted key is, which
+    // only a hash tag can promise (Redis Cluster refuses them the same way).
+    for i in patterns {
+        let Some(tag) = commands::pattern_tag(ctx.arg(i), ctx.pool.cfg.hash_tag) else {
+            return Err(SORT_PATTERN);
+        };
+        if owners.is_some_and(|o| o != ctx.pool.route(tag)) {
+            return Err(SORT_PATTERN);
         }
     }
     Ok(owners)
@@ -652,7 +671,7 @@ fn keys_server(
         Ok(Some((s, d))) if s == d => Ok(Some(s)),
         Ok(Some(_)) => Err(MOVING),
         Ok(None) => Ok(None),
-        Err(()) => Err(CROSSSLOT),
+        Err(m) => Err(m),
     }
 }
 
@@ -804,7 +823,7 @@ fn route(
                     let s = first_live(ctx.pool);
                     (s, s)
                 }
-                Err(()) => return local_error(local, CROSSSLOT),
+                Err(m) => return local_error(local, m),
             };
             if let Some((p, _)) = &sess.pinned {
                 if server != dst {

@@ -37,8 +37,12 @@ pub enum Cmp {
     /// Documented divergence: the target must either match or reply with an error. The
     /// reason is printed when the divergence is observed.
     Documented(&'static str),
-    /// Anything else.
+    /// Anything else (equal replies always pass).
     Custom(RespCheck),
+    /// A check of the target's reply that runs even when it equals the reference's
+    /// (e.g. "the proxy must refuse this", where the backend would answer as the
+    /// reference does).
+    Target(RespCheck),
 }
 
 impl Cmp {
@@ -52,12 +56,16 @@ impl Cmp {
             Cmp::MapKeys => "same map keys".into(),
             Cmp::Documented(r) => format!("documented exception ({r})"),
             Cmp::Custom(_) => "custom".into(),
+            Cmp::Target(_) => "target check".into(),
         }
     }
 
     /// `Ok(Some(note))` = accepted as a documented exception.
     fn check(&self, a: &[u8], b: &[u8]) -> Result<Option<String>, String> {
-        if a == b {
+        // A target check always runs: it demands a reply the reference does not give
+        // (a proxy's CROSSSLOT), which a backend mirroring the reference would
+        // otherwise pass by being equal to it.
+        if a == b && !matches!(self, Cmp::Target(_)) {
             return Ok(None);
         }
         let parsed = || match (parse(a), parse(b)) {
@@ -137,7 +145,7 @@ impl Cmp {
                     ))
                 }
             }
-            Cmp::Custom(f) => f(a, b).map(|_| None),
+            Cmp::Custom(f) | Cmp::Target(f) => f(a, b).map(|_| None),
         }
     }
 }
