@@ -333,6 +333,17 @@ fn hashtags() -> Vec<RespCase> {
         c("BRPOPLPUSH {t}l2 {t}l5 1"),
         c("MGET {t}a {t}b {t}c {t}d {t}e"),
         c("DEL {t}b {t}c {t}d"),
+        // SORT's STORE destination and BY/GET patterns with a hash tag that routes
+        // with the key: stored where the proxy reads it, patterns resolved on its shard.
+        c("RPUSH {t}sl 3 1 2"),
+        c("MSET {t}w_1 30 {t}w_2 10 {t}w_3 20 {t}o_1 one {t}o_2 two {t}o_3 three"),
+        c("SORT {t}sl STORE {t}sd"),
+        c("LRANGE {t}sd 0 -1"),
+        c("SORT {t}sl BY {t}w_* GET # GET {t}o_*"),
+        c("SORT {t}sl BY nosort GET # STORE {t}sd2"),
+        c("LRANGE {t}sd2 0 -1"),
+        c("SORT_RO {t}sl ALPHA DESC LIMIT 0 2"),
+        c("DEL {t}sl {t}sd {t}sd2 {t}w_1 {t}w_2 {t}w_3 {t}o_1 {t}o_2 {t}o_3"),
     ]
 }
 
@@ -548,17 +559,6 @@ fn redis_only(z: &str) -> Vec<RespCase> {
         c("PFCOUNT {t}hll"),
         c("PFMERGE {t}hll2 {t}hll"),
         c("SORT l ALPHA"),
-        // SORT's STORE destination and BY/GET patterns with a hash tag that routes
-        // with the key: stored where the proxy reads it, patterns resolved on its shard.
-        c("RPUSH {t}sl 3 1 2"),
-        c("MSET {t}w_1 30 {t}w_2 10 {t}w_3 20 {t}o_1 one {t}o_2 two {t}o_3 three"),
-        c("SORT {t}sl STORE {t}sd"),
-        c("LRANGE {t}sd 0 -1"),
-        c("SORT {t}sl BY {t}w_* GET # GET {t}o_*"),
-        c("SORT {t}sl BY nosort GET # STORE {t}sd2"),
-        c("LRANGE {t}sd2 0 -1"),
-        c("SORT_RO {t}sl ALPHA DESC LIMIT 0 2"),
-        c("DEL {t}sl {t}sd {t}sd2 {t}w_1 {t}w_2 {t}w_3 {t}o_1 {t}o_2 {t}o_3"),
         c("OBJECT ENCODING s1"),
         c("COMMAND COUNT"),
         c("CONFIG GET maxmemory"),

@@ -16,6 +16,7 @@ mod pubsub;
 mod repl;
 mod reshard;
 mod sets;
+mod sort;
 mod strings;
 mod tx;
 mod zsets;
@@ -439,6 +440,7 @@ pub static COMMANDS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
     v.extend(lists::table());
     v.extend(sets::table());
     v.extend(zsets::table());
+    v.extend(sort::table());
     v.extend(tx::table());
     v.extend(pubsub::table());
     v.extend(bits::table());
