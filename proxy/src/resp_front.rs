@@ -1860,6 +1860,11 @@ fn merge(
                 .and_then(|s| s.split("\r\n").nth(1))
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
+            if inner >> 54 != 0 {
+                // The server index would push the cursor past 64 bits (Shoal and
+                // Redis cursors stay below 2^54): refuse rather than loop forever.
+                return w.error(b"ERR a backend's SCAN cursor is too large for the proxy");
+            }
             let next = if inner != 0 {
                 (inner << 10) | server
             } else if server + 1 < n {

@@ -368,7 +368,7 @@ fn collect_scan(shared: &Arc<Shared>, job: &ScanJob) -> (Marks, Vec<u8>, u64, u6
     };
     let mut body = Vec::new();
     let mut cursor = if job.cursor == 0 {
-        (job.first_shard as u64) << 40
+        shoal_keyspace::scan_cursor_at_shard(job.first_shard)
     } else {
         job.cursor
     };

@@ -47,6 +47,24 @@ pub use shard::{alloc_cost, entry_cost, Removal, Shard, ShardGuard, Wake};
 /// Default number of shards (locks). Enough that 16 threads rarely meet.
 pub const DEFAULT_SHARDS: usize = 256;
 
+/// Every [`Keyspace::scan`] cursor is below `2^SCAN_CURSOR_BITS`: a proxy that
+/// spreads one SCAN over several servers keeps its server index in the bits above.
+pub const SCAN_CURSOR_BITS: u32 = 54;
+/// Bucket index bits of a scan cursor (a shard's table has fewer buckets).
+const BUCKET_BITS: u64 = (1 << 32) - 1;
+/// Table-rebuild count bits of a scan cursor (bits 40..54).
+const LAYOUT_BITS: u64 = (1 << 14) - 1;
+
+/// The keyspace shard a scan cursor is in.
+pub fn scan_cursor_shard(cursor: u64) -> usize {
+    ((cursor >> 32) & 0xff) as usize
+}
+
+/// The scan cursor that starts at `shard`'s first bucket.
+pub fn scan_cursor_at_shard(shard: usize) -> u64 {
+    ((shard as u64) & 0xff) << 32
+}
+
 /// Configuration of a [`Keyspace`].
 #[derive(Clone, Debug)]
 pub struct KeyspaceConfig {
@@ -498,8 +516,10 @@ impl Keyspace {
         total
     }
 
-    /// Cursor-based iteration (SCAN). The cursor encodes `layout << 48 | shard << 40 |
-    /// bucket` (`layout`: the low 15 bits of the shard's table-rebuild count); visits
+    /// Cursor-based iteration (SCAN). The cursor encodes `layout << 40 | shard << 32 |
+    /// bucket` (`layout`: the low 14 bits of the shard's table-rebuild count), so every
+    /// cursor is below 2^54 and a proxy can add 10 bits of its own (see
+    /// [`SCAN_CURSOR_BITS`]); visits
     /// about `count` buckets and returns the next cursor (0 when done). Every key present
     /// for the whole iteration is returned at least once, as in Redis: when the shard's
     /// table was grown or rehashed since the cursor was made, its entries may have moved
@@ -518,11 +538,10 @@ impl Keyspace {
         now_ms: u64,
         mut f: impl FnMut(&Entry),
     ) -> u64 {
-        const LAYOUT_BITS: u64 = 0x7fff;
         let end_shard = end_shard.min(self.shards.len());
-        let mut shard = ((cursor >> 40) & 0xff) as usize;
-        let mut layout = Some((cursor >> 48) & LAYOUT_BITS);
-        let mut bucket = (cursor & ((1 << 40) - 1)) as usize;
+        let mut shard = scan_cursor_shard(cursor);
+        let mut layout = Some((cursor >> 40) & LAYOUT_BITS);
+        let mut bucket = (cursor & BUCKET_BITS) as usize;
         let mut budget = count.max(1);
         let mut at_layout = 0;
         while shard < end_shard {
@@ -556,9 +575,9 @@ impl Keyspace {
         if shard >= end_shard {
             0
         } else if bucket == 0 {
-            (shard as u64) << 40
+            scan_cursor_at_shard(shard)
         } else {
-            (at_layout << 48) | ((shard as u64) << 40) | bucket as u64
+            (at_layout << 40) | scan_cursor_at_shard(shard) | (bucket as u64 & BUCKET_BITS)
         }
     }
 

@@ -162,6 +162,38 @@ fn scan_survives_resizes_between_calls() {
 /// Keys present for the whole scan are returned when churn (inserts and deletes at a
 /// steady size) makes the table rehash in place between calls.
 #[test]
+fn scan_cursors_leave_ten_bits_for_a_proxy() {
+    // A proxy keeps its server index in the low 10 bits: `cursor << 10 | server`, and
+    // sends `proxied >> 10` back. Cursors at or above 2^54 lost their high bits that
+    // way, and with a shard's rebuild count past 63 the server saw a changed layout on
+    // every call and restarted the shard: the iteration never ended.
+    let k = ks(4);
+    let keys: Vec<String> = (0..5000).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        k.lock(key.as_bytes())
+            .insert(key.as_bytes(), &[b"v"], None, 0, T0);
+    }
+    for s in 0..k.shards.len() {
+        k.lock_shard(s).shard.layout += 16_000;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut proxied, mut calls) = (0u64, 0);
+    loop {
+        let inner = k.scan(proxied >> 10, 50, T0, |e| {
+            seen.insert(e.key().to_vec());
+        });
+        assert!(inner < 1 << SCAN_CURSOR_BITS, "cursor {inner:#x}");
+        proxied = inner << 10;
+        calls += 1;
+        if inner == 0 {
+            break;
+        }
+        assert!(calls < 10_000, "the scan does not end");
+    }
+    assert_eq!(seen.len(), keys.len());
+}
+
+#[test]
 fn scan_survives_in_place_rehash() {
     let k = ks(1);
     let stay: Vec<String> = (0..3000).map(|i| format!("stay{i}")).collect();

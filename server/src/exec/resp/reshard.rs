@@ -367,7 +367,7 @@ fn parse_scan_form(shards: usize, req: &Req<'_>, at: usize) -> Result<ScanJob, &
     job.end_shard = (i + 1) * shards / m;
     job.limit = limit as usize;
     job.cursor = cursor;
-    let shard = (cursor >> 40 & 0xff) as usize;
+    let shard = shoal_keyspace::scan_cursor_shard(cursor);
     if cursor != 0 && !(job.first_shard..job.end_shard).contains(&shard) {
         return Err("ERR shoal migrate: the cursor is outside the slice");
     }
