@@ -65,39 +65,27 @@ pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ProtoError> {
         let Some(&kind) = buf.get(pos) else {
             return Ok(None);
         };
-        let Some((end, next)) = line(buf, pos) else {
-            return Ok(None);
-        };
         let mut children: u64 = 0;
-        match kind {
-            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => pos = next,
-            b'$' | b'=' | b'!' => {
-                let n = header_int(&buf[pos + 1..end])?;
-                pos = if n < 0 {
-                    next
-                } else {
-                    let n = usize::try_from(n).map_err(|_| ProtoError::InvalidReply)?;
-                    let after = next + n + 2;
-                    if buf.len() < after {
-                        return Ok(None);
-                    }
-                    after
+        if matches!(kind, b'*' | b'~' | b'>' | b'%' | b'|') {
+            let Some((end, next)) = line(buf, pos) else {
+                return Ok(None);
+            };
+            let n = header_int(&buf[pos + 1..end])?;
+            pos = next;
+            if n > 0 {
+                let n = n as u64;
+                children = match kind {
+                    b'%' => n * 2,
+                    // An attribute map is followed by the value it annotates.
+                    b'|' => n * 2 + 1,
+                    _ => n,
                 };
             }
-            b'*' | b'~' | b'>' | b'%' | b'|' => {
-                let n = header_int(&buf[pos + 1..end])?;
-                pos = next;
-                if n > 0 {
-                    let n = n as u64;
-                    children = match kind {
-                        b'%' => n * 2,
-                        // An attribute map is followed by the value it annotates.
-                        b'|' => n * 2 + 1,
-                        _ => n,
-                    };
-                }
+        } else {
+            match scalar_len(&buf[pos..])? {
+                Some(n) => pos += n,
+                None => return Ok(None),
             }
-            _ => return Err(ProtoError::InvalidReply),
         }
         if children > 0 {
             if depth + 1 >= MAX_DEPTH {
