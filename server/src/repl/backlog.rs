@@ -69,14 +69,15 @@ impl Backlog {
     ///
     /// # Errors
     /// [`Lost`] when `from` was already trimmed away.
+    #[cfg(test)]
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<u8>, Lost> {
         let mut out = Vec::new();
         self.read_into(from, max, &mut out)?;
         Ok(out)
     }
 
-    /// Like [`read`](Self::read), into `out` (cleared first), so a feeder reuses
-    /// one buffer instead of allocating per send.
+    /// Up to `max` bytes starting at offset `from` into `out` (cleared first; empty
+    /// when `from` is past the end), so a feeder reuses one buffer for every send.
     ///
     /// # Errors
     /// [`Lost`] when `from` was already trimmed away.

@@ -183,6 +183,7 @@ pub struct StreamState {
 
 /// FAILOVER progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FailoverState {
     /// None.
     None,
@@ -259,10 +260,8 @@ pub struct Repl {
     pub peers: Mutex<BTreeSet<String>>,
     /// One full-sync snapshot at a time.
     pub snapshot_busy: tokio::sync::Mutex<()>,
-    /// FAILOVER state (set it with [`Repl::set_failover`]).
-    pub failover: Mutex<FailoverState>,
-    /// `failover` is not `None` (read by every write without the lock).
-    failover_busy: AtomicBool,
+    /// FAILOVER state, a [`FailoverState`] as u8 (every write reads it: no lock).
+    failover: AtomicU8,
     /// Cancels a FAILOVER in progress.
     pub failover_abort: AtomicBool,
     me: OnceLock<Weak<Shared>>,
@@ -341,8 +340,7 @@ impl Repl {
             loading: AtomicBool::new(false),
             peers: Mutex::new(BTreeSet::new()),
             snapshot_busy: tokio::sync::Mutex::new(()),
-            failover: Mutex::new(FailoverState::None),
-            failover_busy: AtomicBool::new(false),
+            failover: AtomicU8::new(FailoverState::None as u8),
             failover_abort: AtomicBool::new(false),
             me: OnceLock::new(),
             rt: OnceLock::new(),
@@ -502,12 +500,18 @@ impl Repl {
         self.append_parts(&[&pre, body]);
     }
 
-    /// Sets the FAILOVER state (and the flag the write path reads without a lock).
+    /// The FAILOVER state.
+    pub fn failover(&self) -> FailoverState {
+        match self.failover.load(Ordering::SeqCst) {
+            x if x == FailoverState::WaitingForSync as u8 => FailoverState::WaitingForSync,
+            x if x == FailoverState::InProgress as u8 => FailoverState::InProgress,
+            _ => FailoverState::None,
+        }
+    }
+
+    /// Sets the FAILOVER state.
     pub fn set_failover(&self, state: FailoverState) {
-        let mut f = self.failover.lock();
-        *f = state;
-        self.failover_busy
-            .store(state != FailoverState::None, Ordering::SeqCst);
+        self.failover.store(state as u8, Ordering::SeqCst);
     }
 
     /// Makes writes take the repl lock from now on (first replica, or becoming a
@@ -788,7 +792,7 @@ pub fn info_section(shared: &Shared) -> String {
             let _ = write!(s, "min_slaves_good_slaves:{}\r\n", repl.good_replicas());
         }
     }
-    let fo = match *repl.failover.lock() {
+    let fo = match repl.failover() {
         FailoverState::None => "no-failover",
         FailoverState::WaitingForSync => "waiting-for-sync",
         FailoverState::InProgress => "failover-in-progress",
@@ -900,7 +904,7 @@ pub fn write_refusal(shared: &Shared) -> Option<&'static str> {
     if repl.is_replica() || repl.fenced.load(Ordering::Relaxed) {
         return Some(READONLY_ERR);
     }
-    if repl.failover_busy.load(Ordering::Relaxed) {
+    if repl.failover() != FailoverState::None {
         return Some(READONLY_ERR);
     }
     let min = repl.min_replicas.load(Ordering::Relaxed);

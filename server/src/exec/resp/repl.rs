@@ -258,7 +258,7 @@ pub fn failover(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         if to.is_some() || force || timeout.is_some() {
             return ctx.syntax();
         }
-        if *r.failover.lock() == FailoverState::None {
+        if r.failover() == FailoverState::None {
             return ctx.err("ERR No failover in progress.");
         }
         r.failover_abort.store(true, Ordering::SeqCst);
@@ -271,7 +271,7 @@ pub fn failover(ctx: &mut Ctx<'_>, req: &Req<'_>) {
         return ctx
             .err("ERR FAILOVER with force option requires both a timeout and target HOST and IP.");
     }
-    if *r.failover.lock() != FailoverState::None {
+    if r.failover() != FailoverState::None {
         return ctx.err("ERR FAILOVER already in progress.");
     }
     let replicas = r.replicas.lock().clone();
