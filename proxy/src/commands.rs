@@ -29,7 +29,7 @@ pub enum Keys {
         dest: bool,
     },
     /// SORT / SORT_RO: the key at 1; SORT's `STORE destination` is a key too, and its
-    /// `BY`/`GET` patterns name keys (see [`sort_options`]).
+    /// `BY`/`GET` patterns name keys (see [`shoal_client::resp::SortArgs`]).
     Sort {
         /// Whether `STORE` is allowed (SORT, not SORT_RO).
         store: bool,
@@ -547,52 +547,6 @@ pub fn key_indices(keys: Keys, argc: usize, numkeys: Option<i64>, out: &mut Vec<
     }
 }
 
-/// SORT's options as Redis parses them (`sortCommandGeneric`): the indices of `STORE`
-/// destinations, and of `BY` / `GET` patterns that make the server read other keys (a
-/// `BY` pattern without `*` only disables sorting, `GET #` returns the element itself).
-/// Parsing stops at the first argument Redis would reject; the server answers that.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SortOptions {
-    /// Indices of `STORE` destinations (keys written).
-    pub dests: Vec<usize>,
-    /// Indices of `BY`/`GET` patterns that name other keys.
-    pub patterns: Vec<usize>,
-}
-
-/// Parses SORT's options from argument 2 on (see [`SortOptions`]).
-pub fn sort_options<'a>(argc: usize, arg: impl Fn(usize) -> &'a [u8], store: bool) -> SortOptions {
-    let mut o = SortOptions::default();
-    let mut j = 2;
-    while j < argc {
-        let a = arg(j);
-        let left = argc - j - 1;
-        if a.eq_ignore_ascii_case(b"asc")
-            || a.eq_ignore_ascii_case(b"desc")
-            || a.eq_ignore_ascii_case(b"alpha")
-        {
-            j += 1;
-        } else if a.eq_ignore_ascii_case(b"limit") && left >= 2 {
-            j += 3;
-        } else if a.eq_ignore_ascii_case(b"store") && store && left >= 1 {
-            o.dests.push(j + 1);
-            j += 2;
-        } else if a.eq_ignore_ascii_case(b"by") && left >= 1 {
-            if arg(j + 1).contains(&b'*') {
-                o.patterns.push(j + 1);
-            }
-            j += 2;
-        } else if a.eq_ignore_ascii_case(b"get") && left >= 1 {
-            if arg(j + 1) != b"#" {
-                o.patterns.push(j + 1);
-            }
-            j += 2;
-        } else {
-            break;
-        }
-    }
-    o
-}
-
 /// The part of a SORT `BY`/`GET` pattern that decides where the keys it names live:
 /// its hash tag (under the pool's `hash_tag:`), when it has one without glob
 /// characters; `None` when the keys it forms may be anywhere.
@@ -620,42 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn sort_options_follow_redis_parsing() {
-        let parse = |args: &[&str], store: bool| {
-            let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-            sort_options(a.len(), |i| a[i], store)
-        };
-        let o = parse(
-            &[
-                "SORT", "l", "BY", "w_*", "LIMIT", "0", "5", "GET", "#", "GET", "o_*", "ALPHA",
-                "STORE", "d",
-            ],
-            true,
-        );
-        assert_eq!(
-            o,
-            SortOptions {
-                dests: vec![13],
-                patterns: vec![3, 10]
-            }
-        );
-        // A pattern spelled like a keyword is an argument, not an option.
-        let o = parse(&["SORT", "l", "GET", "store", "STORE", "d"], true);
-        assert_eq!(
-            o,
-            SortOptions {
-                dests: vec![5],
-                patterns: vec![3]
-            }
-        );
-        // BY without '*' only disables sorting; SORT_RO has no STORE.
-        let o = parse(&["SORT_RO", "l", "BY", "nosort", "STORE", "d"], false);
-        assert_eq!(o, SortOptions::default());
-        // Parsing stops where Redis would answer a syntax error.
-        assert_eq!(
-            parse(&["SORT", "l", "LIMIT", "0"], true),
-            SortOptions::default()
-        );
+    fn sort_keys() {
         let spec = lookup(b"sort").expect("known");
         let mut v = Vec::new();
         assert!(key_indices(spec.keys, 6, None, &mut v));

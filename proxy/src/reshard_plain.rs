@@ -122,7 +122,7 @@ fn request_keys<'a>(args: &[&'a [u8]]) -> Vec<&'a [u8]> {
     let mut idx = Vec::new();
     commands::key_indices(spec.keys, args.len(), numkeys, &mut idx);
     if let Keys::Sort { store } = spec.keys {
-        idx.extend(commands::sort_options(args.len(), |i| args[i], store).dests);
+        idx.extend(shoal_client::resp::SortArgs::parse(args.len(), |i| args[i], store).store);
     }
     idx.iter().filter_map(|&i| args.get(i).copied()).collect()
 }

@@ -629,9 +629,9 @@ fn keys_owners(
     }
     let mut patterns = Vec::new();
     if let Keys::Sort { store } = spec.keys {
-        let o = commands::sort_options(ctx.argc(), |i| ctx.arg(i), store);
-        key_idx.extend(o.dests);
-        patterns = o.patterns;
+        let o = shoal_client::resp::SortArgs::parse(ctx.argc(), |i| ctx.arg(i), store);
+        key_idx.extend(o.store);
+        patterns = o.key_patterns(|i| ctx.arg(i));
     }
     let mut owners = None;
     for &i in key_idx.iter() {

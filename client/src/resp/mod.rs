@@ -15,12 +15,14 @@ mod error;
 mod float;
 mod reply;
 pub mod scan;
+mod sort_args;
 
 pub use decode::{decode_request, Args, Decoded};
 pub use encode::{Proto, ReplyWriter};
 pub use error::ProtoError;
 pub use float::{format_double, format_incrbyfloat};
 pub use reply::{decode_reply, encode_command, Value};
+pub use sort_args::SortArgs;
 
 /// Request size limits, mirroring Redis 7.0's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]

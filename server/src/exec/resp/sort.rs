@@ -15,7 +15,9 @@
 use shoal_keyspace::types::{List, Set, ZSet};
 use shoal_keyspace::{Object, ObjectKind};
 
-use super::{eq, parse_i64, Ctx, Req, Spec};
+use shoal_client::resp::SortArgs;
+
+use super::{parse_i64, Ctx, Req, Spec};
 use super::{DENYOOM, K1, READONLY, WRITE};
 
 /// This module's command table rows.
@@ -46,53 +48,31 @@ struct Options<'a> {
     store: Option<&'a [u8]>,
 }
 
-/// Parses the options from argument 2 on; replies and returns `None` on an error.
+/// Parses the options from argument 2 on; replies and returns `None` on an error
+/// (a bad LIMIT number is reported before a syntax error after it, as Redis does).
 fn parse<'a>(ctx: &mut Ctx<'_>, req: &Req<'a>, readonly: bool) -> Option<Options<'a>> {
-    let mut o = Options {
-        desc: false,
-        alpha: false,
-        limit: None,
-        by: None,
-        dontsort: false,
-        gets: Vec::new(),
-        store: None,
-    };
-    let mut j = 2;
-    while j < req.len() {
-        let a = req.arg(j);
-        let left = req.len() - j - 1;
-        if eq(a, "asc") {
-            o.desc = false;
-        } else if eq(a, "desc") {
-            o.desc = true;
-        } else if eq(a, "alpha") {
-            o.alpha = true;
-        } else if eq(a, "limit") && left >= 2 {
-            let (Some(s), Some(c)) = (parse_i64(req.arg(j + 1)), parse_i64(req.arg(j + 2))) else {
-                ctx.err("ERR value is not an integer or out of range");
-                return None;
-            };
-            o.limit = Some((s, c));
-            j += 2;
-        } else if !readonly && eq(a, "store") && left >= 1 {
-            o.store = Some(req.arg(j + 1));
-            j += 1;
-        } else if eq(a, "by") && left >= 1 {
-            let p = req.arg(j + 1);
-            o.by = Some(p);
-            // A pattern without '*' names no per-element key: nothing to sort by.
-            o.dontsort = !p.contains(&b'*');
-            j += 1;
-        } else if eq(a, "get") && left >= 1 {
-            o.gets.push(req.arg(j + 1));
-            j += 1;
-        } else {
-            ctx.syntax();
+    let a = SortArgs::parse(req.len(), |i| req.arg(i), !readonly);
+    let mut limit = None;
+    for &i in &a.limits {
+        let (Some(s), Some(c)) = (parse_i64(req.arg(i)), parse_i64(req.arg(i + 1))) else {
+            ctx.err("ERR value is not an integer or out of range");
             return None;
-        }
-        j += 1;
+        };
+        limit = Some((s, c));
     }
-    Some(o)
+    if a.syntax_error.is_some() {
+        ctx.syntax();
+        return None;
+    }
+    Some(Options {
+        desc: a.desc,
+        alpha: a.alpha,
+        limit,
+        by: a.by.map(|i| req.arg(i)),
+        dontsort: a.dontsort,
+        gets: a.gets.iter().map(|&i| req.arg(i)).collect(),
+        store: a.store.map(|i| req.arg(i)),
+    })
 }
 
 /// The sorted value's elements, in the order Redis loads them, and its type.
@@ -280,39 +260,11 @@ fn sort_elements(ctx: &mut Ctx<'_>, o: &Options<'_>, elems: Vec<Vec<u8>>) -> Opt
     Some(idx.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
-/// `strtod` over the whole string, as SORT reads weights: leading white space
-/// allowed, nothing after the number, NaN refused; the empty string is 0.
+/// A weight as SORT reads it (`strtod` must consume the whole string, no ERANGE,
+/// no NaN); the empty string is 0.
 fn strtod_whole(b: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(b).ok()?;
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    if s.is_empty() {
-        return Some(0.0);
-    }
-    let v = parse_c_double(t)?;
-    (!v.is_nan()).then_some(v)
-}
-
-/// A C `strtod` number: decimal (with exponent), `inf`/`infinity`, or a hex
-/// integer (`0x1f`), with an optional sign.
-fn parse_c_double(t: &str) -> Option<f64> {
-    let (neg, body) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let v = if body.len() > 2 && (body.starts_with("0x") || body.starts_with("0X")) {
-        u64::from_str_radix(&body[2..], 16).ok()? as f64
-    } else {
-        let ok = body
-            .bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit() || c == b'.' || c == b'i' || c == b'I');
-        if !ok {
-            return None;
-        }
-        body.parse::<f64>().ok()?
-    };
-    Some(if neg { -v } else { v })
+    let (v, used, erange) = super::zsets::strtod(b);
+    (used == b.len() && !erange && !v.is_nan()).then_some(v)
 }
 
 /// Redis' `lookupKeyByPattern`: `#` is the element itself; otherwise the first

@@ -62,7 +62,7 @@ pub(super) fn table() -> Vec<Spec> {
 
 /// glibc `strtod` on a NUL-free byte string: returns (value, bytes consumed, ERANGE).
 /// Consumed is 0 when no conversion could be performed.
-fn strtod(s: &[u8]) -> (f64, usize, bool) {
+pub(super) fn strtod(s: &[u8]) -> (f64, usize, bool) {
     let mut i = 0;
     while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
         i += 1;
